@@ -165,6 +165,12 @@ export interface PluginHost {
   readonly engine: TurnEngine;
   addStage(stage: StageDefinition): void;
   addSubsystem<I>(subsystem: SubsystemDefinition<I>): void;
+  /**
+   * Add an intent to the outcome schema without a write of its own (the
+   * narrative plugin's `meta`, or a second intent a subsystem applies in its
+   * own stage, like `location_intent` in the poi plugin).
+   */
+  addIntent(key: string, schema: z.ZodType): void;
   /** Add static text to the system instructions. */
   addInstructions(text: string): void;
   /** Add a user-prompt section built each turn. */

@@ -221,6 +221,16 @@ export interface Store {
   listPois(owner_id: string, character_id: string): Promise<Poi[]>;
   /** Record a running turn (and its idempotency key) unless a rule forbids it. */
   beginTurn(start: TurnStart): Promise<BeginTurnResult>;
+  /**
+   * Look up an idempotency key of `owner_id` seen within the last 24 h:
+   * `duplicate` when it came with the same `request_hash`, `key_reused` when
+   * with another, null when unknown or expired. Read-only.
+   */
+  findIdempotent(
+    owner_id: string,
+    key: string,
+    request_hash: string,
+  ): Promise<{ kind: "duplicate"; turn_id: string } | { kind: "key_reused" } | null>;
   /** Open the unit of work for a running turn. */
   openTurn(owner_id: string, character_id: string, turn_id: string): TurnTransaction;
   /** Persist events of a running turn (used to keep the log durable during long streams). */

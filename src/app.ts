@@ -1,0 +1,133 @@
+/**
+ * Composition root: builds the store, LLM provider, engine, plugin host and
+ * HTTP handler from settings. Tests call {@link createApp} with injected
+ * parts; `main.ts` calls it with the real ones.
+ *
+ * @module
+ */
+import { trace, type Tracer } from "@opentelemetry/api";
+import type { Config } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
+import type { LlmProvider } from "./llm/provider.ts";
+import { ScriptedStoryteller } from "./llm/scripted.ts";
+import { createOpenAiProvider } from "./llm/openai.ts";
+import type { Plugin } from "./plugin/api.ts";
+import { PluginError, PluginSet } from "./plugin/host.ts";
+import type { Store } from "./store/port.ts";
+import { SqliteStore } from "./store/sqlite/mod.ts";
+import { Router } from "./http/router.ts";
+import { type Authenticator, createHandler } from "./http/server.ts";
+import { registerCoreRoutes } from "./http/core_routes.ts";
+import { TurnEngine } from "./turn/engine.ts";
+import { BUILTIN_PLUGINS } from "./builtin_plugins.ts";
+
+/** Parts a caller may inject instead of building them from settings. */
+export interface AppOptions {
+  config: Config;
+  store?: Store;
+  llm?: LlmProvider;
+  logger?: Logger;
+  tracer?: Tracer;
+  /** Plugins loaded after the built-ins (besides those named in DM_PLUGINS). */
+  plugins?: Plugin[];
+  /** Replace the built-in plugin list entirely. */
+  builtins?: Plugin[];
+  authenticate?: Authenticator;
+  /** Extra routes registered before plugins (e.g. `/metrics`). */
+  routes?: (router: Router) => void;
+}
+
+/** A built application, ready to serve. */
+export interface App {
+  config: Config;
+  store: Store;
+  llm: LlmProvider;
+  engine: TurnEngine;
+  logger: Logger;
+  plugins: PluginSet;
+  handler: (request: Request, remoteAddr: string) => Promise<Response>;
+  /** Drain turns up to the grace deadline, close plugins, then the store. */
+  close(): Promise<void>;
+}
+
+/** Build the LLM provider named by `DM_LLM`. */
+export function createLlm(config: Config): LlmProvider {
+  return config.DM_LLM === "openai"
+    ? createOpenAiProvider(config)
+    : new ScriptedStoryteller({ delayMs: config.DM_SCRIPTED_DELAY_MS });
+}
+
+/** Import plugin modules named in `DM_PLUGINS`; each exports `default` or `plugin`. */
+export async function importPlugins(specifiers: readonly string[]): Promise<Plugin[]> {
+  const out: Plugin[] = [];
+  for (const spec of specifiers) {
+    const url = /^[a-z]+:/i.test(spec) ? spec : new URL(spec, `file://${Deno.cwd()}/`).href;
+    let mod: Record<string, unknown>;
+    try {
+      mod = await import(url);
+    } catch (e) {
+      throw new PluginError(`DM_PLUGINS: cannot load "${spec}": ${(e as Error).message}`);
+    }
+    const plugin = (mod.default ?? mod.plugin) as Plugin | undefined;
+    if (!plugin || typeof plugin.setup !== "function") {
+      throw new PluginError(`DM_PLUGINS: "${spec}" exports no plugin (default or \`plugin\`)`);
+    }
+    out.push(plugin);
+  }
+  return out;
+}
+
+/** Build the application. */
+export async function createApp(options: AppOptions): Promise<App> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger(config.DM_LOG_LEVEL);
+  const tracer = options.tracer ?? trace.getTracer("dungeon-master");
+  const store = options.store ?? new SqliteStore(config.DM_SQLITE_PATH);
+  const llm = options.llm ?? createLlm(config);
+  const recovered = await store.recoverInterrupted();
+  if (recovered > 0) logger.warn("recovered_interrupted_turns", { count: recovered });
+
+  const engine = new TurnEngine({ config, store, llm, logger, tracer });
+  const router = new Router();
+  registerCoreRoutes(router, { engine, store, llm });
+  options.routes?.(router);
+  const plugins = new PluginSet();
+  const list = [
+    ...(options.builtins ?? BUILTIN_PLUGINS),
+    ...(options.plugins ?? []),
+    ...(await importPlugins(config.DM_PLUGINS)),
+  ];
+  try {
+    await plugins.setup(list, { config, logger, store, llm, tracer, engine, router });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  engine.usePipeline(plugins.pipeline);
+  logger.info("plugins_ready", { plugins: plugins.names });
+
+  const handler = createHandler({
+    router,
+    logger,
+    authenticate: options.authenticate,
+    publicPaths: (p) => p === "/health" || p === "/ready" || p === "/metrics",
+  });
+  let closed: Promise<void> | null = null;
+  return {
+    config,
+    store,
+    llm,
+    engine,
+    logger,
+    plugins,
+    handler,
+    close() {
+      closed ??= (async () => {
+        await engine.drain(config.DM_SHUTDOWN_GRACE_MS);
+        await plugins.close(logger);
+        await store.close();
+      })();
+      return closed;
+    },
+  };
+}
