@@ -25,42 +25,64 @@ export const LATENCY_BUCKETS_S = [
   60,
 ];
 
-const meter = () => metrics.getMeter("dungeon-master");
+type Meter = ReturnType<typeof metrics.getMeter>;
 
+/**
+ * Memoise an instrument per registered MeterProvider. The metrics API has no
+ * proxy provider: an instrument made before the SDK registers stays a no-op
+ * forever, and one made before a restart of the SDK (tests start and stop it
+ * in one process) records into a provider that was shut down.
+ */
+function perProvider<T>(make: (meter: Meter) => T): () => T {
+  let provider: unknown = null;
+  let instrument: T | null = null;
+  return () => {
+    const current = metrics.getMeterProvider();
+    if (instrument === null || current !== provider) {
+      provider = current;
+      instrument = make(current.getMeter("dungeon-master"));
+    }
+    return instrument;
+  };
+}
+
+// The Prometheus exporter (0.301) appends `_total` to monotonic counters but
+// never a unit suffix, so histogram names carry `_seconds` themselves while
+// counter names stay without `_total`. If a later exporter starts adding unit
+// suffixes, tests/metrics_promtool_test.ts catches the doubled `_seconds`.
 function histogram(name: string, description: string) {
-  let h: ReturnType<ReturnType<typeof meter>["createHistogram"]> | null = null;
-  return (value: number, attrs?: Record<string, string>) => {
-    h ??= meter().createHistogram(name, {
+  const get = perProvider((m) =>
+    m.createHistogram(name, {
       description,
       unit: "s",
       advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
-    });
-    h.record(value, attrs);
-  };
+    })
+  );
+  return (value: number, attrs?: Record<string, string>) => get().record(value, attrs);
 }
 
 function counter(name: string, description: string) {
-  let c: ReturnType<ReturnType<typeof meter>["createCounter"]> | null = null;
-  return (attrs?: Record<string, string>, value = 1) => {
-    c ??= meter().createCounter(name, { description });
-    c.add(value, attrs);
-  };
+  const get = perProvider((m) => m.createCounter(name, { description }));
+  return (attrs?: Record<string, string>, value = 1) => get().add(value, attrs);
 }
 
 function upDown(name: string, description: string) {
-  let c: ReturnType<ReturnType<typeof meter>["createUpDownCounter"]> | null = null;
-  return (delta: number, attrs?: Record<string, string>) => {
-    c ??= meter().createUpDownCounter(name, { description });
-    c.add(delta, attrs);
-  };
+  const get = perProvider((m) => m.createUpDownCounter(name, { description }));
+  return (delta: number, attrs?: Record<string, string>) => get().add(delta, attrs);
 }
 
-// Instruments are created lazily so that a MeterProvider registered after
-// import (the SDK starts in main) still receives them.
+// Instruments are created on first use (see perProvider) so that a
+// MeterProvider registered after import (the SDK starts in main) receives them.
 const turns = counter("dm_turns", "Turns finished, by outcome and transport.");
-const turnDuration = histogram("dm_turn_duration", "Turn duration from accept to last event.");
-const ttft = histogram("dm_time_to_first_token", "Time from accept to the first prose token.");
-const stageDuration = histogram("dm_stage_duration", "Duration of one pipeline stage.");
+const turnDuration = histogram(
+  "dm_turn_duration_seconds",
+  "Turn duration from accept to last event.",
+);
+const ttft = histogram(
+  "dm_time_to_first_token_seconds",
+  "Time from accept to the first prose token.",
+);
+const stageDuration = histogram("dm_stage_duration_seconds", "Duration of one pipeline stage.");
 const tokens = counter("dm_llm_tokens", "LLM tokens, by direction (input|output).");
 const streams = upDown("dm_active_streams", "Open streaming connections, by transport.");
 const disconnects = counter("dm_client_disconnects", "Client disconnects during a turn.");
