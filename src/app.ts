@@ -10,7 +10,6 @@ import type { Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { LlmProvider } from "./llm/provider.ts";
 import { ScriptedStoryteller } from "./llm/scripted.ts";
-import { createOpenAiProvider } from "./llm/openai.ts";
 import type { Plugin } from "./plugin/api.ts";
 import { PluginError, PluginSet } from "./plugin/host.ts";
 import type { Store } from "./store/port.ts";
@@ -50,11 +49,16 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** Build the LLM provider named by `DM_LLM`. */
-export function createLlm(config: Config): LlmProvider {
-  return config.DM_LLM === "openai"
-    ? createOpenAiProvider(config)
-    : new ScriptedStoryteller({ delayMs: config.DM_SCRIPTED_DELAY_MS });
+/**
+ * Build the LLM provider named by `DM_LLM`. The openai SDK is imported only
+ * when it is used, so offline play starts without loading it.
+ */
+export async function createLlm(config: Config): Promise<LlmProvider> {
+  if (config.DM_LLM !== "openai") {
+    return new ScriptedStoryteller({ delayMs: config.DM_SCRIPTED_DELAY_MS });
+  }
+  const { createOpenAiProvider } = await import("./llm/openai.ts");
+  return createOpenAiProvider(config);
 }
 
 /** Import plugin modules named in `DM_PLUGINS`; each exports `default` or `plugin`. */
@@ -83,7 +87,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const logger = options.logger ?? createLogger(config.DM_LOG_LEVEL);
   const tracer = options.tracer ?? trace.getTracer("dungeon-master");
   const store = options.store ?? new SqliteStore(config.DM_SQLITE_PATH);
-  const llm = options.llm ?? createLlm(config);
+  const llm = options.llm ?? await createLlm(config);
   const recovered = await store.recoverInterrupted();
   if (recovered > 0) logger.warn("recovered_interrupted_turns", { count: recovered });
 

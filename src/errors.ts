@@ -6,7 +6,12 @@
  */
 import { ERROR_CATALOGUE, type ErrorEnvelope, type ErrorType } from "./shared/errors.ts";
 
-export { ERROR_CATALOGUE, type ErrorEnvelope, type ErrorType, isErrorType } from "./shared/errors.ts";
+export {
+  ERROR_CATALOGUE,
+  type ErrorEnvelope,
+  type ErrorType,
+  isErrorType,
+} from "./shared/errors.ts";
 
 /**
  * An error with a catalogue type.
@@ -27,7 +32,11 @@ export class DmError extends Error {
   constructor(
     type: ErrorType,
     message?: string,
-    options?: { cause?: unknown; extra?: Record<string, unknown>; headers?: Record<string, string> },
+    options?: {
+      cause?: unknown;
+      extra?: Record<string, unknown>;
+      headers?: Record<string, string>;
+    },
   ) {
     super(message ?? ERROR_CATALOGUE[type].message, { cause: options?.cause });
     this.name = "DmError";
@@ -56,6 +65,8 @@ export function toDmError(error: unknown): DmError {
 /** Build the documented error envelope. */
 export function envelope(error: DmError, requestId: string | null): ErrorEnvelope {
   return {
-    detail: { error: { ...error.extra, type: error.type, message: error.message, request_id: requestId } },
+    detail: {
+      error: { ...error.extra, type: error.type, message: error.message, request_id: requestId },
+    },
   };
 }

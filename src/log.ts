@@ -36,7 +36,6 @@ const stdoutSink: LogSink = (line) => {
 // Control characters in values would let a hostile string forge log lines or
 // terminal escapes; JSON.stringify escapes C0 controls, and we escape the
 // C1 range and line separators it leaves alone.
-// deno-lint-ignore no-control-regex
 const UNSAFE = /[\u007f-\u009f\u2028\u2029]/g;
 function safeJson(value: unknown): string {
   return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v))

@@ -25,7 +25,10 @@ export function idempotencyKey(request: Request): string | null {
   if (raw === null) return null;
   const parsed = IdempotencyKey.safeParse(raw);
   if (!parsed.success) {
-    throw new DmError("validation_error", "Idempotency-Key must be 1-200 printable ASCII characters");
+    throw new DmError(
+      "validation_error",
+      "Idempotency-Key must be 1-200 printable ASCII characters",
+    );
   }
   return parsed.data;
 }

@@ -34,7 +34,12 @@ interface Route {
 
 /** Result of matching a request. */
 export type RouteMatch =
-  | { kind: "found"; handler: RouteHandler; params: Record<string, string | undefined>; route: string }
+  | {
+    kind: "found";
+    handler: RouteHandler;
+    params: Record<string, string | undefined>;
+    route: string;
+  }
   | { kind: "method_not_allowed"; allow: string[]; route: string }
   | { kind: "not_found" };
 
@@ -47,7 +52,12 @@ export class Router {
     if (this.#routes.some((r) => r.method === method && r.source === pattern)) {
       throw new Error(`Route ${method} ${pattern} is registered twice`);
     }
-    this.#routes.push({ method, pattern: new URLPattern({ pathname: pattern }), source: pattern, handler });
+    this.#routes.push({
+      method,
+      pattern: new URLPattern({ pathname: pattern }),
+      source: pattern,
+      handler,
+    });
   }
 
   /** Find the handler for a method and path. */

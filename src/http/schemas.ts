@@ -10,7 +10,10 @@ import { z } from "zod";
 export function text(min: number, max: number) {
   return z.string()
     .refine((s) => !s.includes("\u0000"), "must not contain NUL bytes")
-    .refine((s) => s.trim().length >= min, min === 1 ? "must not be empty" : `at least ${min} characters`)
+    .refine(
+      (s) => s.trim().length >= min,
+      min === 1 ? "must not be empty" : `at least ${min} characters`,
+    )
     .refine((s) => s.length <= max, `at most ${max} characters`);
 }
 
@@ -35,4 +38,7 @@ export const TurnBody = z.object({
 });
 
 /** An `Idempotency-Key`: printable ASCII, 1–200 chars. */
-export const IdempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, "1-200 printable ASCII characters");
+export const IdempotencyKey = z.string().regex(
+  /^[\x21-\x7e]{1,200}$/,
+  "1-200 printable ASCII characters",
+);

@@ -123,7 +123,11 @@ export interface SubsystemDefinition<I = unknown> {
   /** The policy gate, decided before the model is called. */
   gate?(ctx: TurnContext): GateDecision;
   /** Apply the intent. Throw to record a failed write. */
-  apply(ctx: TurnContext, intent: I | null, decision: GateDecision | null): Promise<SubsystemResult>;
+  apply(
+    ctx: TurnContext,
+    intent: I | null,
+    decision: GateDecision | null,
+  ): Promise<SubsystemResult>;
   before?: readonly string[];
   after?: readonly string[];
   /** Defaults to `skip`: a failed write is reported and later writes still run. */

@@ -137,8 +137,7 @@ export class PluginSet {
           Promise.resolve(plugin.setup(host)),
           new Promise((_, reject) => {
             timer = setTimeout(
-              () =>
-                reject(new PluginError(`Plugin "${plugin.name}" setup exceeded ${timeout} ms`)),
+              () => reject(new PluginError(`Plugin "${plugin.name}" setup exceeded ${timeout} ms`)),
               timeout,
             );
           }),
@@ -282,7 +281,9 @@ export class PluginSet {
       use: <T>(ref: ServiceRef<T>): T => {
         const entry = this.#services.get(ref.id);
         if (!entry) {
-          throw new PluginError(`Plugin "${plugin.name}" uses service "${ref.id}", which nobody provides`);
+          throw new PluginError(
+            `Plugin "${plugin.name}" uses service "${ref.id}", which nobody provides`,
+          );
         }
         // Encapsulation: a plugin sees only services of plugins it declared.
         if (!allowed.has(entry.plugin)) {

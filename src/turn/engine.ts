@@ -118,6 +118,7 @@ export class TurnEngine {
   #running = new Set<Promise<void>>();
   #pendingEvents: TurnEvent[] = [];
   #flushTimer: ReturnType<typeof setInterval> | null = null;
+  #retention = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(deps: EngineDeps) {
     this.#deps = deps;
@@ -179,6 +180,11 @@ export class TurnEngine {
     const span = this.#tracer.startSpan("character intro", {
       attributes: { "dm.transport": "http" },
     });
+    const abort = new AbortController();
+    const deadline = setTimeout(
+      () => abort.abort(new DmError("llm_timeout")),
+      this.#deps.config.DM_LLM_TIMEOUT_MS * 2,
+    );
     try {
       const raw = await otelContext.with(trace.setSpan(otelContext.active(), span), async () => {
         let text = "";
@@ -189,7 +195,7 @@ export class TurnEngine {
             schema: { name: "dungeon_master_outcome", json: this.#jsonSchema! },
             scene,
             max_output_tokens: this.#deps.config.DM_LLM_MAX_OUTPUT_TOKENS,
-            signal: AbortSignal.timeout(this.#deps.config.DM_LLM_TIMEOUT_MS * 2),
+            signal: abort.signal,
           })
         ) {
           if (chunk.type === "delta") text += chunk.text;
@@ -204,7 +210,12 @@ export class TurnEngine {
         | null
         | undefined;
       const poi = intents.poi_intent as
-        | { action?: string; name?: string | null; description?: string | null; reference_tags?: string[] | null }
+        | {
+          action?: string;
+          name?: string | null;
+          description?: string | null;
+          reference_tags?: string[] | null;
+        }
         | null
         | undefined;
       const location: Location = {
@@ -216,7 +227,10 @@ export class TurnEngine {
       const origin = poi?.action === "create" && poi.name?.trim()
         ? {
           name: poi.name.trim().slice(0, 200),
-          description: (poi.description?.trim() || `Where ${input.name}'s story began.`).slice(0, 2000),
+          description: (poi.description?.trim() || `Where ${input.name}'s story began.`).slice(
+            0,
+            2000,
+          ),
           tags: (poi.reference_tags ?? []).slice(0, 20).map((t) => t.slice(0, 50)),
         }
         : null;
@@ -233,6 +247,7 @@ export class TurnEngine {
       span.setStatus({ code: SpanStatusCode.ERROR, message: err.type });
       throw err;
     } finally {
+      clearTimeout(deadline);
       span.end();
     }
   }
@@ -284,10 +299,14 @@ export class TurnEngine {
     const wait = this.#characterRate.take(request.character_id);
     if (wait > 0) {
       const seconds = Math.max(1, Math.ceil(wait));
-      throw new DmError("rate_limited", `Too many turns for this character; retry in ${seconds} s.`, {
-        headers: { "Retry-After": String(seconds) },
-        extra: { retry_after_seconds: Math.round(wait * 10) / 10 },
-      });
+      throw new DmError(
+        "rate_limited",
+        `Too many turns for this character; retry in ${seconds} s.`,
+        {
+          headers: { "Retry-After": String(seconds) },
+          extra: { retry_after_seconds: Math.round(wait * 10) / 10 },
+        },
+      );
     }
     const begun = await store.beginTurn({
       turn_id,
@@ -314,7 +333,11 @@ export class TurnEngine {
       logger.error("turn_engine_failure", { turn_id, error: e });
     }).finally(() => {
       this.#running.delete(run);
-      setTimeout(() => this.#live.delete(turn_id), LIVE_RETENTION_MS);
+      const timer = setTimeout(() => {
+        this.#retention.delete(timer);
+        this.#live.delete(turn_id);
+      }, LIVE_RETENTION_MS);
+      this.#retention.add(timer);
     });
     this.#running.add(run);
     return { turn_id, character_id: request.character_id, existing: false };
@@ -396,6 +419,9 @@ export class TurnEngine {
     await this.#flush();
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     this.#flushTimer = null;
+    for (const timer of this.#retention) clearTimeout(timer);
+    this.#retention.clear();
+    this.#live.clear();
   }
 
   // ------------------------------------------------------------------ pipeline
@@ -428,7 +454,9 @@ export class TurnEngine {
 
   #takePending(turn_id: string): TurnEvent[] {
     const mine = this.#pendingEvents.filter((e) => e.turn_id === turn_id);
-    if (mine.length > 0) this.#pendingEvents = this.#pendingEvents.filter((e) => e.turn_id !== turn_id);
+    if (mine.length > 0) {
+      this.#pendingEvents = this.#pendingEvents.filter((e) => e.turn_id !== turn_id);
+    }
     return mine;
   }
 
@@ -528,7 +556,9 @@ export class TurnEngine {
         await this.#runPhase(pipeline.stages.prepare, ctx, turnCtx);
         this.#runGates(pipeline, ctx);
         await this.#runPhase(pipeline.stages.generate, ctx, turnCtx);
-        if (!ctx.generation) throw new DmError("internal_error", "No generate stage produced output.");
+        if (!ctx.generation) {
+          throw new DmError("internal_error", "No generate stage produced output.");
+        }
         await this.#runPhase(pipeline.stages.parse, ctx, turnCtx);
         if (!ctx.outcome) {
           const parsed = parseOutcome(ctx.generation.raw, ctx.generation.streamed, outcomeSchema);
@@ -567,7 +597,13 @@ export class TurnEngine {
       } satisfies CompleteEvent;
       await otelContext.with(turnCtx, () =>
         tx.commit(
-          { narrative: outcome.narrative, intents: outcome.intents, subsystem_summary: summary, policy, usage },
+          {
+            narrative: outcome.narrative,
+            intents: outcome.intents,
+            subsystem_summary: summary,
+            policy,
+            usage,
+          },
           [...this.#takePending(live.turn_id), terminal],
         ));
       if (usage) {
@@ -576,8 +612,9 @@ export class TurnEngine {
       }
     } catch (e) {
       const err = toDmError(e);
-      if (err.type === "internal_error") logger.error("turn_failed", { error: e, cause: err.cause });
-      else logger.warn("turn_failed", { error_type: err.type });
+      if (err.type === "internal_error") {
+        logger.error("turn_failed", { error: e, cause: err.cause });
+      } else logger.warn("turn_failed", { error_type: err.type });
       span.recordException(e instanceof Error ? e : new Error(String(e)));
       span.setStatus({ code: SpanStatusCode.ERROR, message: err.type });
       terminal = {

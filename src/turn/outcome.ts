@@ -70,7 +70,11 @@ export function isPlausibleProse(text: string): boolean {
  * already streamed, else to the raw text when it is plausible prose, else to
  * a fixed apology line; intents become null.
  */
-export function parseOutcome(raw: string, streamed: string, schema: z.ZodType<Outcome>): ParseResult {
+export function parseOutcome(
+  raw: string,
+  streamed: string,
+  schema: z.ZodType<Outcome>,
+): ParseResult {
   const fallback = (reason: string): ParseResult => ({
     narrative: streamed.trim() !== ""
       ? streamed
