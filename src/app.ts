@@ -14,6 +14,7 @@ import type { Plugin } from "./plugin/api.ts";
 import { PluginError, PluginSet } from "./plugin/host.ts";
 import type { Store } from "./store/port.ts";
 import { SqliteStore } from "./store/sqlite/mod.ts";
+import { tracedStore } from "./store/traced.ts";
 import { Router } from "./http/router.ts";
 import { type Authenticator, createHandler } from "./http/server.ts";
 import { registerCoreRoutes } from "./http/core_routes.ts";
@@ -86,7 +87,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const { config } = options;
   const logger = options.logger ?? createLogger(config.DM_LOG_LEVEL);
   const tracer = options.tracer ?? trace.getTracer("dungeon-master");
-  const store = options.store ?? new SqliteStore(config.DM_SQLITE_PATH);
+  const store = tracedStore(options.store ?? new SqliteStore(config.DM_SQLITE_PATH), tracer);
   const llm = options.llm ?? await createLlm(config);
   const recovered = await store.recoverInterrupted();
   if (recovered > 0) logger.warn("recovered_interrupted_turns", { count: recovered });

@@ -1,18 +1,26 @@
 /**
  * Entry point: `deno task start`. Reads settings, starts telemetry, builds
- * the app and serves it until SIGINT/SIGTERM.
+ * the app and serves it until SIGINT/SIGTERM, then drains turns, flushes
+ * spans and exits 0.
  *
  * @module
  */
 import { ConfigError, configFromEnv } from "./config.ts";
 import { createApp } from "./app.ts";
+import { createLogger } from "./log.ts";
 import { PluginError } from "./plugin/host.ts";
 import { serveApp } from "./serve.ts";
+import { startTelemetry } from "./telemetry/sdk.ts";
 
 async function main(): Promise<number> {
-  let config;
+  let config, telemetry;
   try {
     config = configFromEnv();
+    // Telemetry first: the engine and plugins take their tracer when built.
+    telemetry = await startTelemetry(Deno.env.toObject(), {
+      logger: createLogger(config.DM_LOG_LEVEL),
+      metricsEnabled: config.DM_METRICS_ENABLED,
+    });
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(e.message);
@@ -22,8 +30,16 @@ async function main(): Promise<number> {
   }
   let app;
   try {
-    app = await createApp({ config });
+    app = await createApp({
+      config,
+      routes: (router) => {
+        if (telemetry.metricsEnabled) {
+          router.add("GET", "/metrics", () => telemetry.metricsResponse());
+        }
+      },
+    });
   } catch (e) {
+    await telemetry.shutdown();
     if (e instanceof PluginError || e instanceof ConfigError) {
       console.error(`Start-up failed: ${e.message}`);
       return 2;
@@ -44,6 +60,7 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGTERM", stop);
   await server.finished;
   await server.shutdown();
+  await telemetry.shutdown();
   app.logger.info("stopped", {});
   return exitCode;
 }

@@ -38,6 +38,7 @@ Deno.test("a character is created, plays 10 turns and shows them", async () => {
       assert.equal(typeof res.body.narrative, "string");
       assert.ok(res.body.narrative.length > 0);
       assert.match(res.body.turn_id, /^[0-9a-f-]{36}$/);
+      assert.notEqual(res.body.intents, null, "the scripted storyteller's outcome validates");
       for (const key of ["quest_change", "combat_change", "poi_change"]) {
         const change = res.body.subsystem_summary[key];
         assert.equal(typeof change.action, "string", key);

@@ -22,7 +22,8 @@ Deno.test("plugins are ordered after their dependencies, ties keep list order", 
     plugin("b"),
     plugin("d", ["c", "b"]),
   ]).map((p) => p.name);
-  assert.deepEqual(order, ["a", "b", "c", "d"]);
+  // Each step takes the earliest plugin in the list whose dependencies are met.
+  assert.deepEqual(order, ["a", "c", "b", "d"]);
 });
 
 Deno.test("a missing dependency is a start-up error naming both plugins", () => {

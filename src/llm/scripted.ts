@@ -60,10 +60,53 @@ const WORDS = {
   rest: /\b(rest|heal|sleep|bandage|pray)\b/i,
 };
 
+// Complete intent objects: strict schemas require every key, as a real model
+// in strict mode would send them.
+const quest = (
+  action: string,
+  title: string | null = null,
+  summary: string | null = null,
+  progress: string | null = null,
+) => ({
+  action,
+  quest_title: title,
+  quest_summary: summary,
+  quest_details: null,
+  progress_update: progress,
+});
+const combat = (
+  action: string,
+  enemies: Array<{ name: string; description: string; threat: string }> | null = null,
+  notes: string | null = null,
+  status: string | null = null,
+) => ({ action, enemies, combat_notes: notes, player_status: status });
+const poi = (
+  action: string,
+  name: string | null = null,
+  description: string | null = null,
+  tags: string[] | null = null,
+) => ({
+  action,
+  name,
+  description,
+  reference_tags: tags,
+});
+const location = (action: string, name: string | null = null) => ({
+  action,
+  location_id: name === null ? null : `place:${name.toLowerCase().replace(/[^a-z]+/g, "_")}`,
+  location_display_name: name,
+  minor_location: null,
+});
+const meta = (mood: string, pacing: "slow" | "normal" | "fast") => ({
+  player_mood: mood,
+  pacing_hint: pacing,
+  user_is_wandering: false,
+  user_asked_for_guidance: false,
+});
+
 /** Build the outcome object for a scene. Exported for tests. */
 export function scriptOutcome(scene: SceneFacts): Record<string, unknown> {
   const seed = hash(scene.user_action + scene.character_name);
-  const none = { action: "none" };
   const place = pick(PLACES, seed);
   if (scene.intro) {
     const origin = pick(PLACES, hash(scene.character_name));
@@ -74,57 +117,27 @@ export function scriptOutcome(scene: SceneFacts): Record<string, unknown> {
       intents: {
         quest_intent: null,
         combat_intent: null,
-        poi_intent: {
-          action: "create",
-          name: origin[0],
-          description: origin[1],
-          reference_tags: ["origin"],
-        },
-        location_intent: {
-          action: "update_minor",
-          location_id: `place:${origin[0].toLowerCase().replace(/[^a-z]+/g, "_")}`,
-          location_display_name: origin[0],
-          minor_location: null,
-        },
-        meta: {
-          player_mood: "curious",
-          pacing_hint: "slow",
-          user_is_wandering: false,
-          user_asked_for_guidance: false,
-        },
+        poi_intent: poi("create", origin[0], origin[1], ["origin"]),
+        location_intent: location("update_minor", origin[0]),
+        meta: meta("curious", "slow"),
       },
     };
   }
   const parts: string[] = [];
   const intents: Record<string, unknown> = {
-    quest_intent: none,
-    combat_intent: null,
-    poi_intent: none,
-    location_intent: none,
-    meta: {
-      player_mood: "engaged",
-      pacing_hint: "normal",
-      user_is_wandering: false,
-      user_asked_for_guidance: false,
-    },
+    quest_intent: quest("none"),
+    combat_intent: combat("none"),
+    poi_intent: poi("none"),
+    location_intent: location("none"),
+    meta: meta("engaged", "normal"),
   };
   if (scene.in_combat) {
     if (WORDS.flee.test(scene.user_action)) {
       parts.push("You break away from the fight and the enemy loses you among the shadows.");
-      intents.combat_intent = {
-        action: "end",
-        enemies: null,
-        combat_notes: "fled",
-        player_status: null,
-      };
+      intents.combat_intent = combat("end", null, "fled");
     } else if (WORDS.attack.test(scene.user_action) && seed % 3 === 0) {
       parts.push("Your blow lands true; the last foe staggers and falls still.");
-      intents.combat_intent = {
-        action: "end",
-        enemies: null,
-        combat_notes: "victory",
-        player_status: null,
-      };
+      intents.combat_intent = combat("end", null, "victory");
     } else {
       const wounded = seed % 4 === 1;
       parts.push(
@@ -132,12 +145,7 @@ export function scriptOutcome(scene: SceneFacts): Record<string, unknown> {
           ? "Steel rings on steel. A claw rakes your side and you taste blood, but you stand."
           : "You trade blows, neither side giving ground as the dust swirls.",
       );
-      intents.combat_intent = {
-        action: "continue",
-        enemies: null,
-        combat_notes: null,
-        player_status: wounded ? "Wounded" : null,
-      };
+      intents.combat_intent = combat("continue", null, null, wounded ? "Wounded" : null);
     }
   } else if (WORDS.attack.test(scene.user_action)) {
     const count = 1 + (seed % 3);
@@ -149,30 +157,15 @@ export function scriptOutcome(scene: SceneFacts): Record<string, unknown> {
       `As you ready yourself, ${enemies.map((e) => `a ${e.name}`).join(" and ")} ` +
         `${count > 1 ? "lunge" : "lunges"} from the dark. Battle is joined!`,
     );
-    intents.combat_intent = { action: "start", enemies, combat_notes: null, player_status: null };
+    intents.combat_intent = combat("start", enemies);
   } else if (WORDS.rest.test(scene.user_action)) {
     parts.push("You rest a while. The ache in your limbs fades and your breath steadies.");
-    intents.combat_intent = {
-      action: "none",
-      enemies: null,
-      combat_notes: null,
-      player_status: "Healthy",
-    };
+    intents.combat_intent = combat("none", null, null, "Healthy");
   } else if (WORDS.move.test(scene.user_action)) {
     parts.push(`You press on. Before long you come upon ${place[0]}. ${place[1]}`);
-    intents.location_intent = {
-      action: "update_minor",
-      location_id: `place:${place[0].toLowerCase().replace(/[^a-z]+/g, "_")}`,
-      location_display_name: place[0],
-      minor_location: null,
-    };
+    intents.location_intent = location("update_minor", place[0]);
     if (scene.allowed.poi !== false) {
-      intents.poi_intent = {
-        action: "create",
-        name: place[0],
-        description: place[1],
-        reference_tags: ["discovered"],
-      };
+      intents.poi_intent = poi("create", place[0], place[1], ["discovered"]);
     }
   } else {
     parts.push(
@@ -185,31 +178,18 @@ export function scriptOutcome(scene: SceneFacts): Record<string, unknown> {
   }
   if (scene.active_quest && WORDS.finish.test(scene.user_action)) {
     parts.push(`With that, "${scene.active_quest}" is done.`);
-    intents.quest_intent = {
-      action: "complete",
-      quest_title: scene.active_quest,
-      quest_summary: null,
-      quest_details: null,
-      progress_update: "completed",
-    };
+    intents.quest_intent = quest("complete", scene.active_quest, null, "completed");
   } else if (scene.active_quest && !scene.in_combat) {
-    intents.quest_intent = {
-      action: "advance",
-      quest_title: scene.active_quest,
-      quest_summary: null,
-      quest_details: null,
-      progress_update: `Progress made: ${scene.user_action.slice(0, 80)}`,
-    };
+    intents.quest_intent = quest(
+      "advance",
+      scene.active_quest,
+      null,
+      `Progress made: ${scene.user_action.slice(0, 80)}`,
+    );
   } else if (!scene.active_quest && scene.allowed.quest === true) {
     const q = pick(QUESTS, seed);
     parts.push(`A stranger presses a note into your hand: "${q[1]}"`);
-    intents.quest_intent = {
-      action: "start",
-      quest_title: q[0],
-      quest_summary: q[1],
-      quest_details: null,
-      progress_update: null,
-    };
+    intents.quest_intent = quest("start", q[0], q[1]);
   }
   return { narrative: parts.join(" "), intents };
 }

@@ -9,8 +9,6 @@ import { createHash } from "node:crypto";
 import {
   type Context,
   context as otelContext,
-  propagation,
-  ROOT_CONTEXT,
   type Span,
   SpanStatusCode,
   trace,
@@ -41,6 +39,7 @@ import type {
   TurnRecord,
 } from "../store/port.ts";
 import { dmMetrics } from "../telemetry/metrics.ts";
+import { parentContextFromTraceparent } from "../telemetry/propagation.ts";
 import { LiveTurn } from "./live.ts";
 import { buildOutcomeSchema, type Outcome, parseOutcome, toStrictJsonSchema } from "./outcome.ts";
 import { createRoller } from "./rng.ts";
@@ -468,9 +467,7 @@ export class TurnEngine {
   ): Promise<void> {
     const { store, logger: baseLogger, config } = this.#deps;
     const started = this.#now();
-    const parent = request.traceparent
-      ? propagation.extract(ROOT_CONTEXT, { traceparent: request.traceparent })
-      : ROOT_CONTEXT;
+    const parent = parentContextFromTraceparent(request.traceparent ?? null);
     const span = this.#tracer.startSpan("turn", {
       attributes: {
         "dm.turn_id": live.turn_id,
