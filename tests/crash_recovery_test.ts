@@ -5,35 +5,10 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createCharacter, getJson, postJson } from "./helpers/server.ts";
+import { spawnService } from "./helpers/process.ts";
 
-async function spawnServer(dbPath: string, delayMs: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "src/main.ts"],
-    env: {
-      DM_PORT: "0",
-      DM_SQLITE_PATH: dbPath,
-      DM_SCRIPTED_DELAY_MS: delayMs,
-      DM_LOG_LEVEL: "info",
-    },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("server exited before listening");
-    buffer += value;
-    const line = buffer.split("\n").slice(0, -1).find((l) => l.includes('"msg":"listening"'));
-    const match = line ? [line, JSON.parse(line).url as string] : null;
-    if (match) {
-      // Keep draining stdout so the child never blocks on a full pipe.
-      (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })().catch(() => {});
-      return { child, url: match[1] };
-    }
-  }
+function spawnServer(dbPath: string, delayMs: string) {
+  return spawnService({ DM_SQLITE_PATH: dbPath, DM_SCRIPTED_DELAY_MS: delayMs });
 }
 
 Deno.test("kill -9 mid-turn leaves no partial writes; restart marks the turn failed", async () => {
@@ -41,8 +16,7 @@ Deno.test("kill -9 mid-turn leaves no partial writes; restart marks the turn fai
   const db = `${dir}/dm.sqlite`;
   const first = await spawnServer(db, "0");
   const id = await createCharacter(first.url);
-  await first.child.kill("SIGKILL");
-  await first.child.status;
+  await first.stop("SIGKILL");
 
   // A slow storyteller keeps the turn running long enough to be found.
   const slow = await spawnServer(db, "200");
@@ -64,8 +38,7 @@ Deno.test("kill -9 mid-turn leaves no partial writes; restart marks the turn fai
     if (runningTurn === null) await new Promise((r) => setTimeout(r, 20));
   }
   peek.close();
-  slow.child.kill("SIGKILL");
-  await slow.child.status;
+  await slow.stop("SIGKILL");
   await pending;
 
   const again = await spawnServer(db, "0");
@@ -85,8 +58,7 @@ Deno.test("kill -9 mid-turn leaves no partial writes; restart marks the turn fai
     });
     assert.equal(next.status, 200, "the character is playable again");
   } finally {
-    again.child.kill("SIGTERM");
-    await again.child.status;
+    await again.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
