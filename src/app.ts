@@ -16,7 +16,13 @@ import type { Store } from "./store/port.ts";
 import { SqliteStore } from "./store/sqlite/mod.ts";
 import { tracedStore } from "./store/traced.ts";
 import { Router } from "./http/router.ts";
-import { type Authenticator, createHandler } from "./http/server.ts";
+import { createHandler } from "./http/server.ts";
+import {
+  createAuthenticator,
+  createJwtVerifier,
+  LOCAL_USER,
+  type TokenVerifier,
+} from "./http/auth.ts";
 import { registerCoreRoutes } from "./http/core_routes.ts";
 import { TurnEngine } from "./turn/engine.ts";
 import { BUILTIN_PLUGINS } from "./builtin_plugins.ts";
@@ -32,7 +38,8 @@ export interface AppOptions {
   plugins?: Plugin[];
   /** Replace the built-in plugin list entirely. */
   builtins?: Plugin[];
-  authenticate?: Authenticator;
+  /** Token verification for `DM_AUTH=jwt` (tests inject a local JWKS this way). */
+  verifyToken?: TokenVerifier;
   /** Extra routes registered before plugins (e.g. `/metrics`). */
   routes?: (router: Router) => void;
 }
@@ -82,6 +89,17 @@ export async function importPlugins(specifiers: readonly string[]): Promise<Plug
   return out;
 }
 
+/**
+ * Routes that need no bearer token: probes and metrics, the game page, the
+ * WebSocket upgrade (it authenticates with its first message) and admin
+ * routes (they check `DM_ADMIN_TOKEN` themselves).
+ */
+export function isPublicPath(pathname: string): boolean {
+  return pathname === "/health" || pathname === "/ready" || pathname === "/metrics" ||
+    pathname === "/" || pathname.startsWith("/static/") || pathname === "/ws" ||
+    pathname.startsWith("/admin/");
+}
+
 /** Build the application. */
 export async function createApp(options: AppOptions): Promise<App> {
   const { config } = options;
@@ -93,6 +111,9 @@ export async function createApp(options: AppOptions): Promise<App> {
   if (recovered > 0) logger.warn("recovered_interrupted_turns", { count: recovered });
 
   const engine = new TurnEngine({ config, store, llm, logger, tracer });
+  const verify = options.verifyToken ??
+    (config.DM_AUTH === "jwt" ? createJwtVerifier(config) : () => Promise.resolve(LOCAL_USER));
+  const auth = { mode: config.DM_AUTH, verify };
   const router = new Router();
   registerCoreRoutes(router, { engine, store, llm });
   options.routes?.(router);
@@ -103,7 +124,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     ...(await importPlugins(config.DM_PLUGINS)),
   ];
   try {
-    await plugins.setup(list, { config, logger, store, llm, tracer, engine, router });
+    await plugins.setup(list, { config, logger, store, llm, tracer, engine, router, auth });
   } catch (e) {
     await store.close();
     throw e;
@@ -114,8 +135,9 @@ export async function createApp(options: AppOptions): Promise<App> {
   const handler = createHandler({
     router,
     logger,
-    authenticate: options.authenticate,
-    publicPaths: (p) => p === "/health" || p === "/ready" || p === "/metrics",
+    authenticate: config.DM_AUTH === "jwt" ? createAuthenticator(verify) : undefined,
+    publicPaths: isPublicPath,
+    corsOrigins: config.DM_CORS_ORIGINS,
   });
   let closed: Promise<void> | null = null;
   return {

@@ -96,11 +96,39 @@ const EnvSchema = z.object({
   OTEL_SERVICE_NAME: str("dungeon-master"),
   DM_METRICS_ENABLED: bool(true),
 
+  DM_AUTH: z.enum(["none", "jwt"], { error: "allowed: none or jwt" }).optional()
+    .transform((v) => v ?? "none"),
+  DM_JWT_SECRET: optStr,
+  DM_JWT_JWKS_URL: url,
+  DM_JWT_ISSUER: optStr,
+  DM_JWT_AUDIENCE: optStr,
+  DM_ALLOW_INSECURE: bool(false),
+  DM_CORS_ORIGINS: list,
+  DM_MAX_STREAMS_PER_USER: int(5, 1, 100_000),
+  DM_MAX_STREAMS_PER_IP: int(50, 1, 1_000_000),
+  DM_TURN_RATE_PER_USER_PER_SECOND: z.string().optional().transform((v, ctx) => {
+    if (v === undefined || v === "") return 5;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) {
+      ctx.addIssue({ code: "custom", message: "allowed: a number above 0" });
+      return z.NEVER;
+    }
+    return n;
+  }),
+  DM_MAX_CONCURRENT_LLM: int(64, 1, 100_000),
+  DM_LLM_QUEUE_TIMEOUT_MS: int(30_000, 0, 600_000),
+
   DM_JOURNEY_LOG_URL: url,
   JOURNEY_LOG_BASE_URL: url,
   DM_JOURNEY_LOG_TIMEOUT_MS: int(5000, 1, 600_000),
   DM_JOURNEY_LOG_RETRIES: int(3, 0, 10),
 });
+
+/** Whether a host name binds only the loopback interface. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
 
 /** Validated settings. */
 export type Config = Readonly<
@@ -141,6 +169,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const journeyLogUrl = rest.DM_JOURNEY_LOG_URL ?? JOURNEY_LOG_BASE_URL;
   if (rest.DM_STORE === "journey-log" && !journeyLogUrl) {
     problems.push("DM_JOURNEY_LOG_URL: required when DM_STORE=journey-log");
+  }
+  if (rest.DM_AUTH === "jwt" && !rest.DM_JWT_SECRET && !rest.DM_JWT_JWKS_URL) {
+    problems.push("DM_AUTH: jwt needs DM_JWT_SECRET (HS256) or DM_JWT_JWKS_URL (RS256/ES256)");
+  }
+  if (rest.DM_AUTH === "none" && !isLoopback(rest.DM_HOST) && !rest.DM_ALLOW_INSECURE) {
+    problems.push(
+      `DM_HOST: ${rest.DM_HOST} is not a loopback address; with DM_AUTH=none anyone who can ` +
+        "reach it plays as the same user. Set DM_AUTH=jwt, or DM_ALLOW_INSECURE=true to accept that",
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({ ...rest, DM_LLM: llm, DM_JOURNEY_LOG_URL: journeyLogUrl });

@@ -11,8 +11,18 @@ import { DmError } from "../errors.ts";
 /** Largest accepted request body. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
+/**
+ * Longest time a body may take to arrive. A client trickling bytes
+ * (slow-loris) would otherwise hold a connection and a handler forever.
+ */
+export const BODY_TIMEOUT_MS = 10_000;
+
 /** Read at most `limit` bytes of the body, or throw `payload_too_large`. */
-export async function readBodyBytes(request: Request, limit = MAX_BODY_BYTES): Promise<Uint8Array> {
+export async function readBodyBytes(
+  request: Request,
+  limit = MAX_BODY_BYTES,
+  timeoutMs = BODY_TIMEOUT_MS,
+): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) {
     throw new DmError("payload_too_large", `Request bodies are limited to ${limit} bytes.`);
@@ -21,9 +31,13 @@ export async function readBodyBytes(request: Request, limit = MAX_BODY_BYTES): P
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DmError("request_timeout")), timeoutMs);
+  });
   try {
     while (true) {
-      const { done, value } = await reader.read();
+      const { done, value } = await Promise.race([reader.read(), deadline]);
       if (done) break;
       size += value.byteLength;
       if (size > limit) {
@@ -33,8 +47,11 @@ export async function readBodyBytes(request: Request, limit = MAX_BODY_BYTES): P
       chunks.push(value);
     }
   } catch (e) {
+    await reader.cancel().catch(() => {});
     if (e instanceof DmError) throw e;
     throw new DmError("validation_error", "The request body could not be read.");
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(size);
   let offset = 0;

@@ -20,6 +20,25 @@ export interface FrontDoorOptions {
   authenticate?: Authenticator;
   /** Paths that need no authentication (health probes, static page). */
   publicPaths?: (pathname: string) => boolean;
+  /** Origins allowed by CORS; empty (the default) turns CORS off. `*` allows any. */
+  corsOrigins?: readonly string[];
+}
+
+const CORS_ALLOW_HEADERS =
+  "Content-Type, Authorization, Idempotency-Key, Last-Event-ID, traceparent, tracestate, X-Request-Id";
+const CORS_EXPOSE_HEADERS = "X-Turn-Id, X-Request-Id, Retry-After";
+
+function corsHeaders(
+  origin: string | null,
+  allowed: readonly string[],
+): Record<string, string> | null {
+  if (origin === null || allowed.length === 0) return null;
+  if (!allowed.includes("*") && !allowed.includes(origin)) return null;
+  return {
+    "Access-Control-Allow-Origin": origin,
+    "Access-Control-Expose-Headers": CORS_EXPOSE_HEADERS,
+    "Vary": "Origin",
+  };
 }
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -43,10 +62,14 @@ export function errorResponse(error: DmError, requestId: string | null): Respons
   });
 }
 
-function withHeaders(response: Response, requestId: string): Response {
+function withHeaders(
+  response: Response,
+  requestId: string,
+  cors: Record<string, string> | null = null,
+): Response {
   try {
     response.headers.set("X-Request-Id", requestId);
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) {
+    for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, ...cors })) {
       if (!response.headers.has(k)) response.headers.set(k, v);
     }
     return response;
@@ -70,6 +93,25 @@ export function createHandler(options: FrontDoorOptions) {
       return withHeaders(errorResponse(new DmError("not_found"), requestId), requestId);
     }
     const info: RequestInfo = { requestId, userId: "local", remoteAddr, route: "unmatched" };
+    const cors = corsHeaders(request.headers.get("origin"), options.corsOrigins ?? []);
+    if (request.method === "OPTIONS" && request.headers.has("access-control-request-method")) {
+      // A CORS preflight; without an allowed origin it gets no CORS headers
+      // and the browser refuses the real request.
+      return withHeaders(
+        new Response(null, {
+          status: 204,
+          headers: cors
+            ? {
+              "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
+              "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+              "Access-Control-Max-Age": "600",
+            }
+            : {},
+        }),
+        requestId,
+        cors,
+      );
+    }
     let response: Response;
     try {
       const match = router.match(request.method, url.pathname);
@@ -99,6 +141,6 @@ export function createHandler(options: FrontDoorOptions) {
       status: response.status,
       duration_ms: Math.round((performance.now() - started) * 100) / 100,
     });
-    return withHeaders(response, requestId);
+    return withHeaders(response, requestId, cors);
   };
 }

@@ -167,6 +167,12 @@ export interface PluginHost {
   readonly tracer: Tracer;
   /** The shared turn engine, for transports. */
   readonly engine: TurnEngine;
+  /**
+   * Authentication for transports that cannot use the HTTP front door's
+   * (the WebSocket's first `auth` message). With `mode: "none"` every
+   * caller is the user `local`.
+   */
+  readonly auth: { mode: "none" | "jwt"; verify(token: string): Promise<string> };
   addStage(stage: StageDefinition): void;
   addSubsystem<I>(subsystem: SubsystemDefinition<I>): void;
   /**

@@ -72,6 +72,7 @@ export interface HostDeps {
   tracer: Tracer;
   engine: TurnEngine;
   router: Router;
+  auth: PluginHost["auth"];
   /** Deadline for one plugin's setup (avvio-style boot timeout). */
   setupTimeoutMs?: number;
 }
@@ -238,6 +239,7 @@ export class PluginSet {
       llm: deps.llm,
       tracer: deps.tracer,
       engine: deps.engine,
+      auth: deps.auth,
       addStage: (stage) => this.#addStage(plugin, stage),
       addSubsystem: <I>(sub: SubsystemDefinition<I>) => {
         const resolved: ResolvedSubsystem = {

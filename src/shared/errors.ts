@@ -42,6 +42,11 @@ export const ERROR_CATALOGUE = {
     recoverable: false,
     message: "This Idempotency-Key was already used with a different request body.",
   },
+  request_timeout: {
+    status: 408,
+    recoverable: true,
+    message: "The request body was not received in time.",
+  },
   payload_too_large: { status: 413, recoverable: false, message: "The request body is too large." },
   unsupported_media_type: {
     status: 415,

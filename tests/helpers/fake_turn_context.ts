@@ -261,6 +261,7 @@ export class CollectingHost implements PluginHost {
   readonly store: Store;
   readonly llm: LlmProvider;
   readonly tracer = trace.getTracer("test");
+  readonly auth = { mode: "none" as const, verify: () => Promise.resolve("local") };
   readonly stages: StageDefinition[] = [];
   // deno-lint-ignore no-explicit-any -- subsystems of different intent types share one list.
   readonly subsystems: SubsystemDefinition<any>[] = [];
