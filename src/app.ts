@@ -10,6 +10,7 @@ import type { Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { LlmProvider } from "./llm/provider.ts";
 import { ScriptedStoryteller } from "./llm/scripted.ts";
+import { limitConcurrency } from "./llm/limited.ts";
 import type { Plugin } from "./plugin/api.ts";
 import { PluginError, PluginSet } from "./plugin/host.ts";
 import type { Store } from "./store/port.ts";
@@ -106,7 +107,11 @@ export async function createApp(options: AppOptions): Promise<App> {
   const logger = options.logger ?? createLogger(config.DM_LOG_LEVEL);
   const tracer = options.tracer ?? trace.getTracer("dungeon-master");
   const store = tracedStore(options.store ?? new SqliteStore(config.DM_SQLITE_PATH), tracer);
-  const llm = options.llm ?? await createLlm(config);
+  const llm = limitConcurrency(
+    options.llm ?? await createLlm(config),
+    config.DM_MAX_CONCURRENT_LLM,
+    config.DM_LLM_QUEUE_TIMEOUT_MS,
+  );
   const recovered = await store.recoverInterrupted();
   if (recovered > 0) logger.warn("recovered_interrupted_turns", { count: recovered });
 

@@ -97,7 +97,10 @@ export function registerCoreRoutes(
     });
     const result = await engine.result(info.userId, handle.turn_id);
     if (result.type === "error") {
-      throw new DmError(result.error_type, result.message, { extra: { turn_id: handle.turn_id } });
+      throw new DmError(result.error_type, result.message, {
+        extra: { turn_id: handle.turn_id },
+        headers: result.error_type === "overloaded" ? { "Retry-After": "5" } : {},
+      });
     }
     return Response.json(
       {

@@ -110,6 +110,7 @@ export class TurnEngine {
   readonly #now: () => number;
   readonly #live = new Map<string, LiveTurn>();
   readonly #characterRate: TokenBuckets;
+  readonly #userRate: TokenBuckets;
   #pipeline: Pipeline | null = null;
   #outcomeSchema: z.ZodType<Outcome> | null = null;
   #jsonSchema: Record<string, unknown> | null = null;
@@ -118,6 +119,8 @@ export class TurnEngine {
   #pendingEvents: TurnEvent[] = [];
   #flushTimer: ReturnType<typeof setInterval> | null = null;
   #retention = new Set<ReturnType<typeof setTimeout>>();
+  /** Tail of the submissions in flight per (user, idempotency key). */
+  readonly #keyLocks = new Map<string, Promise<void>>();
 
   constructor(deps: EngineDeps) {
     this.#deps = deps;
@@ -125,6 +128,14 @@ export class TurnEngine {
     this.#now = deps.now ?? (() => performance.now());
     this.#characterRate = new TokenBuckets(
       { rate: deps.config.DM_TURN_RATE_PER_SECOND, burst: deps.config.DM_TURN_BURST },
+      this.#now,
+    );
+    // A player with many characters must not multiply their turn rate.
+    this.#userRate = new TokenBuckets(
+      {
+        rate: deps.config.DM_TURN_RATE_PER_USER_PER_SECOND,
+        burst: Math.max(1, Math.ceil(deps.config.DM_TURN_RATE_PER_USER_PER_SECOND)),
+      },
       this.#now,
     );
   }
@@ -265,7 +276,25 @@ export class TurnEngine {
    * game over, a running turn, rate limits, a reused key) are thrown as
    * `DmError`s so transports can answer them as ordinary errors.
    */
-  async submit(request: TurnRequest): Promise<TurnHandle> {
+  submit(request: TurnRequest): Promise<TurnHandle> {
+    const key = request.idempotency_key;
+    if (!key) return this.#submit(request);
+    // Concurrent retries with one key run one at a time: otherwise each would
+    // pass the idempotency lookup before the first had begun its turn and take
+    // a rate-limit token, so duplicates could be refused with 429 instead of
+    // being handed the turn. beginTurn stays the atomic guard across processes.
+    const lockKey = JSON.stringify([request.user_id, key]);
+    const previous = this.#keyLocks.get(lockKey) ?? Promise.resolve();
+    const mine = previous.then(() => this.#submit(request));
+    const tail = mine.then(() => {}, () => {});
+    this.#keyLocks.set(lockKey, tail);
+    tail.then(() => {
+      if (this.#keyLocks.get(lockKey) === tail) this.#keyLocks.delete(lockKey);
+    });
+    return mine;
+  }
+
+  async #submit(request: TurnRequest): Promise<TurnHandle> {
     const pipeline = this.#requirePipeline();
     if (!this.#accepting) throw new DmError("overloaded", "The server is shutting down.");
     const { store, logger } = this.#deps;
@@ -295,7 +324,10 @@ export class TurnEngine {
     if (context.character.status === "Dead") {
       throw new DmError("game_over", "This character is dead; the adventure is over.");
     }
-    const wait = this.#characterRate.take(request.character_id);
+    const wait = Math.max(
+      this.#characterRate.take(request.character_id),
+      this.#userRate.take(request.user_id),
+    );
     if (wait > 0) {
       const seconds = Math.max(1, Math.ceil(wait));
       throw new DmError(

@@ -29,6 +29,7 @@ export const TEST_ENV: Record<string, string> = {
   DM_LOG_LEVEL: "debug",
   DM_TURN_RATE_PER_SECOND: "1000",
   DM_TURN_BURST: "1000",
+  DM_TURN_RATE_PER_USER_PER_SECOND: "1000",
   DM_SHUTDOWN_GRACE_MS: "2000",
 };
 
