@@ -13,8 +13,10 @@ import quest from "../plugins/quest/mod.ts";
 import combat from "../plugins/combat/mod.ts";
 import poi from "../plugins/poi/mod.ts";
 import narrative from "../plugins/narrative/mod.ts";
+import sse from "../plugins/sse/mod.ts";
+import websocket from "../plugins/websocket/mod.ts";
 
-/** Built-in plugins. Transports are added by their own issue. */
+/** Built-in plugins: the game subsystems, then the streaming transports. */
 export const BUILTIN_PLUGINS: readonly Plugin[] = [
   policy,
   memorySparks,
@@ -24,4 +26,6 @@ export const BUILTIN_PLUGINS: readonly Plugin[] = [
   combat,
   poi,
   narrative,
+  sse,
+  websocket,
 ];
