@@ -178,6 +178,40 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Register a character that another store holds (the journey-log adapter
+   * keeps its turn records, events and idempotency keys here, and those rows
+   * reference `characters`). Inserts a row with the given identity and zero
+   * counters; a character id already known is left as it is, so a row can
+   * never change owner.
+   */
+  ensureShadowCharacter(character: Character): Promise<void> {
+    return attempt(() => {
+      const c = character;
+      this.#db.write(() =>
+        this.#db.run(
+          `INSERT INTO characters (character_id, owner_id, name, race, class_name, custom_prompt,
+             status, location_id, location_display_name, location_minor, location_poi_id,
+             turn_count, turns_since_last_quest, turns_since_last_poi, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?)
+           ON CONFLICT (character_id) DO NOTHING`,
+          c.character_id,
+          c.owner_id,
+          c.name,
+          c.race,
+          c.class_name,
+          c.custom_prompt,
+          c.status,
+          c.location.id,
+          c.location.display_name,
+          c.location.minor,
+          c.location.poi_id,
+          c.created_at,
+        )
+      );
+    });
+  }
+
   /** Context of an owned character; call inside a read transaction. */
   #context(owner_id: string, character_id: string): CharacterContext | null {
     const db = this.#db;
