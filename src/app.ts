@@ -15,6 +15,7 @@ import type { Plugin } from "./plugin/api.ts";
 import { PluginError, PluginSet } from "./plugin/host.ts";
 import type { Store } from "./store/port.ts";
 import { SqliteStore } from "./store/sqlite/mod.ts";
+import { JourneyLogStore } from "./store/journey_log/mod.ts";
 import { tracedStore } from "./store/traced.ts";
 import { Router } from "./http/router.ts";
 import { createHandler } from "./http/server.ts";
@@ -70,6 +71,22 @@ export async function createLlm(config: Config): Promise<LlmProvider> {
   return createOpenAiProvider(config);
 }
 
+/**
+ * Build the store named by `DM_STORE`. The journey-log adapter keeps turn
+ * records, events and idempotency keys in SQLite at `DM_SQLITE_PATH`.
+ */
+export function createStore(config: Config, tracer?: Tracer): Store {
+  if (config.DM_STORE !== "journey-log") return new SqliteStore(config.DM_SQLITE_PATH);
+  if (!config.DM_JOURNEY_LOG_URL) throw new Error("DM_JOURNEY_LOG_URL is required");
+  return new JourneyLogStore({
+    baseUrl: config.DM_JOURNEY_LOG_URL,
+    timeoutMs: config.DM_JOURNEY_LOG_TIMEOUT_MS,
+    retries: config.DM_JOURNEY_LOG_RETRIES,
+    side: new SqliteStore(config.DM_SQLITE_PATH),
+    tracer,
+  });
+}
+
 /** Import plugin modules named in `DM_PLUGINS`; each exports `default` or `plugin`. */
 export async function importPlugins(specifiers: readonly string[]): Promise<Plugin[]> {
   const out: Plugin[] = [];
@@ -106,7 +123,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const { config } = options;
   const logger = options.logger ?? createLogger(config.DM_LOG_LEVEL);
   const tracer = options.tracer ?? trace.getTracer("dungeon-master");
-  const store = tracedStore(options.store ?? new SqliteStore(config.DM_SQLITE_PATH), tracer);
+  const store = tracedStore(options.store ?? createStore(config, tracer), tracer);
   const llm = limitConcurrency(
     options.llm ?? await createLlm(config),
     config.DM_MAX_CONCURRENT_LLM,
