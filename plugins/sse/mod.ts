@@ -43,16 +43,14 @@ const SEQ = /^\d{1,15}$/;
  * with the last id it saw, which is the more recent position.
  */
 export function afterSeq(request: Request, url: URL): number {
-  const header = request.headers.get("last-event-id");
-  const query = url.searchParams.get("after");
-  const raw = header !== null && header.trim() !== "" ? header.trim() : query;
+  const header = request.headers.get("last-event-id")?.trim() ?? "";
+  const fromHeader = header !== "";
+  const raw = fromHeader ? header : url.searchParams.get("after");
   if (raw === null || raw === "") return 0;
   if (!SEQ.test(raw)) {
     throw new DmError(
       "validation_error",
-      header !== null
-        ? "Last-Event-ID must be an event seq (an integer ≥ 0)"
-        : "after must be an integer ≥ 0",
+      `${fromHeader ? "Last-Event-ID" : "after"} must be an event seq (an integer ≥ 0)`,
     );
   }
   return Number(raw);
