@@ -18,6 +18,7 @@ import { type ReleaseStream, sharedStreamLimiter } from "../../src/transport/lim
 import {
   MAX_WS_MESSAGE_BYTES,
   WS_CLOSE,
+  WsAuthMessage,
   type WsDone,
   WsPingMessage,
   type WsRequestError,
@@ -38,6 +39,8 @@ import type { z } from "zod";
 export const WS_STALL_MS = 1000;
 /** How often a full send buffer is checked for progress. */
 const DRAIN_POLL_MS = 10;
+/** Under `DM_AUTH=jwt`, how long a socket may stay open without authenticating. */
+export const WS_AUTH_DEADLINE_MS = 10_000;
 
 const encoder = new TextEncoder();
 
@@ -53,6 +56,7 @@ function tooBig(data: string | ArrayBuffer | Blob): boolean {
 }
 
 type Parsed =
+  | { kind: "auth"; token: string }
   | { kind: "turn"; message: z.output<typeof WsTurnMessage> }
   | { kind: "resume"; message: z.output<typeof WsResumeMessage> }
   | { kind: "ping" }
@@ -94,6 +98,10 @@ export function parseClientMessage(text: string): Parsed {
       const parsed = WsResumeMessage.safeParse(value);
       return parsed.success ? { kind: "resume", message: parsed.data } : invalid(parsed.error);
     }
+    case "auth": {
+      const parsed = WsAuthMessage.safeParse(value);
+      return parsed.success ? { kind: "auth", token: parsed.data.token } : invalid(parsed.error);
+    }
     case "ping": {
       const parsed = WsPingMessage.safeParse(value);
       return parsed.success ? { kind: "ping" } : invalid(parsed.error);
@@ -104,7 +112,7 @@ export function parseClientMessage(text: string): Parsed {
         in_reply_to: type.slice(0, 50),
         error: new DmError(
           "validation_error",
-          `Unknown message type "${type.slice(0, 50)}"; use turn, resume or ping.`,
+          `Unknown message type "${type.slice(0, 50)}"; use auth, turn, resume or ping.`,
         ),
       };
   }
@@ -128,13 +136,15 @@ export function requestError(error: DmError, in_reply_to: string | null): WsRequ
 interface ConnectionDeps {
   engine: TurnEngine;
   logger: Logger;
-  user_id: string;
+  /** The user when auth is off (`local`); null under `DM_AUTH=jwt` until `auth`. */
+  user_id: string | null;
+  /** Verify an `auth` token and return its user id (throws `unauthorized`). */
+  verify(token: string): Promise<string>;
   /**
-   * Whether the socket may play as `user_id`. False under `DM_AUTH=jwt`:
-   * `/ws` is reached without a bearer header (browsers cannot send one), and
-   * until the socket authenticates itself it must not play as anybody.
+   * Move the socket's stream slot to the authenticated user, so per-user
+   * caps count it; throws `rate_limited`/`overloaded` when that user is full.
    */
-  identified: boolean;
+  rekey(user_id: string): void;
   maxBuffered: number;
   release: ReleaseStream;
 }
@@ -151,10 +161,25 @@ class Connection {
   readonly #deps: ConnectionDeps;
   #following: Following | null = null;
   #closed = false;
+  /**
+   * Who the socket plays as. Null under `DM_AUTH=jwt` until an `auth`
+   * message is verified: `/ws` is reached without a bearer header (browsers
+   * cannot send one), so until then the socket is nobody.
+   */
+  #user: string | null;
+  #authDeadline: ReturnType<typeof setTimeout> | undefined;
+  #authenticating = false;
 
   constructor(socket: WebSocket, deps: ConnectionDeps) {
     this.#socket = socket;
     this.#deps = deps;
+    this.#user = deps.user_id;
+    if (this.#user === null) {
+      this.#authDeadline = setTimeout(
+        () => this.#close(WS_CLOSE.unauthorized, "Authenticate with {type:auth, token} first"),
+        WS_AUTH_DEADLINE_MS,
+      );
+    }
     socket.binaryType = "arraybuffer";
     socket.onmessage = (e) => this.#onMessage(e.data);
     socket.onclose = () => this.#shutdown();
@@ -170,6 +195,7 @@ class Connection {
   #shutdown(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#authDeadline);
     this.#following?.abort.abort();
     this.#deps.release();
   }
@@ -243,7 +269,20 @@ class Connection {
       return;
     }
     const parsed = parseClientMessage(data);
+    if (this.#user === null) {
+      // Under DM_AUTH=jwt nothing but a well-formed auth message may come first.
+      if (parsed.kind !== "auth" || this.#authenticating) {
+        this.#close(WS_CLOSE.unauthorized, "Authenticate with {type:auth, token} first");
+        return;
+      }
+      this.#authenticate(parsed.token);
+      return;
+    }
     switch (parsed.kind) {
+      case "auth":
+        // Auth is off (or already done): answer so clients can always send it.
+        this.#sendNow({ type: "authenticated", user_id: this.#user });
+        return;
       case "invalid":
         this.#sendNow(requestError(parsed.error, parsed.in_reply_to));
         return;
@@ -252,10 +291,6 @@ class Connection {
         return;
       case "turn":
       case "resume":
-        if (!this.#deps.identified) {
-          this.#close(WS_CLOSE.unauthorized, "Authentication required");
-          return;
-        }
         this.#play(parsed).catch((e) => {
           this.#deps.logger.error("ws_failed", { error: e });
           this.#close(WS_CLOSE.internalError, "Internal error");
@@ -264,11 +299,34 @@ class Connection {
     }
   }
 
+  #authenticate(token: string): void {
+    this.#authenticating = true;
+    this.#deps.verify(token).then((user_id) => {
+      if (!this.#open()) return;
+      try {
+        this.#deps.rekey(user_id);
+      } catch (e) {
+        const error = toDmError(e);
+        this.#sendNow(requestError(error, "auth"));
+        this.#close(WS_CLOSE.tryAgainLater, error.message.slice(0, 100));
+        return;
+      }
+      clearTimeout(this.#authDeadline);
+      this.#user = user_id;
+      this.#sendNow({ type: "authenticated", user_id });
+    }).catch(() => {
+      this.#close(WS_CLOSE.unauthorized, "Invalid token");
+    }).finally(() => {
+      this.#authenticating = false;
+    });
+  }
+
   /** Submit (for `turn`) or find (for `resume`) a turn and stream it, then `done`. */
   async #play(
     parsed: Extract<Parsed, { kind: "turn" | "resume" }>,
   ): Promise<void> {
-    const { engine, user_id } = this.#deps;
+    const { engine } = this.#deps;
+    const user_id = this.#user!;
     if (this.#following) {
       const current = this.#following.turn_id;
       this.#sendNow(requestError(
@@ -347,8 +405,11 @@ export default definePlugin({
         throw new DmError("validation_error", "GET /ws needs a WebSocket upgrade request.");
       }
       // Refused before the upgrade, so a full server answers an ordinary 503.
-      const release = limiter.acquire("websocket", {
-        user_id: info.userId,
+      // Under jwt the socket is nobody yet: it counts against its address and
+      // the process until `auth` moves the slot to its user.
+      const anonymous = host.auth.mode === "jwt";
+      let release = limiter.acquire("websocket", {
+        user_id: anonymous ? `anonymous:${info.requestId}` : info.userId,
         ip: info.remoteAddr,
       });
       let upgraded: { socket: WebSocket; response: Response };
@@ -361,10 +422,14 @@ export default definePlugin({
       new Connection(upgraded.socket, {
         engine,
         logger: logger.child({ request_id: info.requestId }),
-        user_id: info.userId,
-        identified: host.auth.mode === "none",
+        user_id: anonymous ? null : info.userId,
+        verify: (token) => host.auth.verify(token),
+        rekey: (user_id) => {
+          release();
+          release = limiter.acquire("websocket", { user_id, ip: info.remoteAddr });
+        },
         maxBuffered: config.DM_WS_MAX_BUFFERED_BYTES,
-        release,
+        release: () => release(),
       });
       return upgraded.response;
     });

@@ -27,7 +27,10 @@ export const WS_CLOSE = {
   internalError: 1011,
   /** The client read too slowly; its turn goes on and can be resumed. */
   tryAgainLater: 1013,
-  /** Reserved for authentication failures (added with authentication). */
+  /**
+   * Authentication failed: under `DM_AUTH=jwt` the first message was not a
+   * valid `{"type":"auth","token":…}`, or none came within the auth deadline.
+   */
   unauthorized: 4401,
 } as const;
 
@@ -45,22 +48,40 @@ export const WsResumeMessage = z.object({
   after_seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
 });
 
+/**
+ * `{"type":"auth","token":…}`: the first message under `DM_AUTH=jwt`
+ * (browsers cannot send an Authorization header with a WebSocket). Answered
+ * with `{"type":"authenticated","user_id":…}`. Accepted and answered with
+ * the user `local` when auth is off, so clients can always send it.
+ */
+export const WsAuthMessage = z.object({
+  type: z.literal("auth"),
+  token: z.string().min(1, "must not be empty").max(8192, "at most 8192 characters"),
+});
+
 /** `{"type":"ping"}`: answered with `{"type":"pong"}`. */
 export const WsPingMessage = z.object({ type: z.literal("ping") });
 
 /** A message a client sends. */
 export type WsClientMessage =
+  | z.input<typeof WsAuthMessage>
   | z.input<typeof WsTurnMessage>
   | z.input<typeof WsResumeMessage>
   | z.input<typeof WsPingMessage>;
 
 /** Client message types the server knows. */
-export const WS_CLIENT_TYPES = ["turn", "resume", "ping"] as const;
+export const WS_CLIENT_TYPES = ["auth", "turn", "resume", "ping"] as const;
 
 /** Sent after the last event of every turn the socket followed. */
 export interface WsDone {
   type: "done";
   turn_id: string;
+}
+
+/** The answer to a successful `auth` message. */
+export interface WsAuthenticated {
+  type: "authenticated";
+  user_id: string;
 }
 
 /** The answer to a ping. */
@@ -94,4 +115,4 @@ export interface WsRequestError {
 }
 
 /** Any message the server sends. */
-export type WsServerMessage = TurnEvent | WsDone | WsPong | WsRequestError;
+export type WsServerMessage = TurnEvent | WsDone | WsPong | WsAuthenticated | WsRequestError;
