@@ -398,7 +398,7 @@ Deno.test("followTurn of a finished turn past its last seq ends without events",
   });
 });
 
-Deno.test("a token is sent as a bearer; sockets without identity are unauthorized", async () => {
+Deno.test("a token authenticates HTTP, SSE and WebSocket; without one it is unauthorized", async () => {
   const secret = "a-test-secret-that-is-long-enough-for-hs256";
   const server = await startTestServer({ DM_AUTH: "jwt", DM_JWT_SECRET: secret });
   try {
@@ -427,12 +427,14 @@ Deno.test("a token is sent as a bearer; sockets without identity are unauthorize
       race: "Elf",
       class_name: "Ranger",
     });
-    checkTurn(await collect(dm.playTurn(character_id, "I look around", { transport: "sse" })));
-    assert.ok(asked >= 2);
-    await assert.rejects(
-      collect(dm.playTurn(character_id, "I look around", { transport: "websocket" })),
-      (e: unknown) => e instanceof DmClientError && e.type === "unauthorized" && !e.recoverable,
-    );
+    for (const transport of TRANSPORTS) {
+      checkTurn(await collect(dm.playTurn(character_id, `I look (${transport})`, { transport })));
+      await assert.rejects(
+        collect(anonymous.playTurn(character_id, "I look around", { transport })),
+        (e: unknown) => e instanceof DmClientError && e.type === "unauthorized" && !e.recoverable,
+      );
+    }
+    assert.ok(asked >= 3);
   } finally {
     await server.close();
   }

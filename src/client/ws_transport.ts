@@ -11,7 +11,7 @@ import { type ClientContext, endpoint } from "./context.ts";
 import { DmClientError, errorFromWsRequestError, networkError } from "./errors.ts";
 import { DroppedError, type TurnProgress } from "./turn.ts";
 
-/** Close code of a socket refused for lack of authentication (docs/api.md). */
+/** Close code of a socket whose authentication failed (docs/api.md). */
 const WS_UNAUTHORIZED = 4401;
 
 type SocketItem =
@@ -81,11 +81,13 @@ export async function* wsConnect(
   // Without traffic a dead peer goes unnoticed: ping when quiet, give up when
   // even pings get no answer within the idle timeout.
   let lastHeard = Date.now();
+  // No pings before the request: under DM_AUTH=jwt only auth may come first.
+  let requested = false;
   const quiet = Math.max(50, Math.floor(ctx.idleTimeoutMs / 3));
   const pinger = setInterval(() => {
     const silent = Date.now() - lastHeard;
     if (silent >= ctx.idleTimeoutMs) inbox.push({ kind: "idle" });
-    else if (silent >= quiet && socket.readyState === 1) {
+    else if (silent >= quiet && requested && socket.readyState === 1) {
       try {
         socket.send(JSON.stringify({ type: "ping" }));
       } catch { /* closing; the close event follows */ }
@@ -93,6 +95,22 @@ export async function* wsConnect(
   }, quiet);
 
   const send = (message: Record<string, unknown>) => socket.send(JSON.stringify(message));
+  /** Submit the turn (the same key again while its id is unknown) or resume it. */
+  const sendRequest = () => {
+    requested = true;
+    if (progress.turnId !== null) {
+      send({ type: "resume", turn_id: progress.turnId, after_seq: progress.lastSeq });
+    } else if (progress.submit) {
+      send({
+        type: "turn",
+        character_id: progress.submit.characterId,
+        user_action: progress.submit.action,
+        idempotency_key: progress.submit.idempotencyKey,
+      });
+    } else {
+      throw new Error("followTurn needs a turn id");
+    }
+  };
   try {
     let opened = false;
     while (true) {
@@ -106,10 +124,11 @@ export async function* wsConnect(
           throw new DroppedError(`no answer for ${ctx.idleTimeoutMs} ms`);
         case "close":
           if (item.code === WS_UNAUTHORIZED) {
-            // The socket has no identity (DM_AUTH=jwt): reconnecting cannot help.
+            // DM_AUTH=jwt refused the socket (no token, or a bad one):
+            // reconnecting with the same token cannot help.
             throw new DmClientError({
               type: "unauthorized",
-              message: "The WebSocket transport cannot authenticate; use SSE with a token.",
+              message: item.reason || "The WebSocket was refused: authentication failed.",
             });
           }
           throw new DroppedError(
@@ -119,18 +138,11 @@ export async function* wsConnect(
           );
         case "open": {
           opened = true;
-          if (progress.turnId !== null) {
-            send({ type: "resume", turn_id: progress.turnId, after_seq: progress.lastSeq });
-          } else if (progress.submit) {
-            send({
-              type: "turn",
-              character_id: progress.submit.characterId,
-              user_action: progress.submit.action,
-              idempotency_key: progress.submit.idempotencyKey,
-            });
-          } else {
-            throw new Error("followTurn needs a turn id");
-          }
+          // Under DM_AUTH=jwt the first message must be auth, and nothing
+          // else may follow until the server answers it.
+          const token = await ctx.token();
+          if (token) send({ type: "auth", token });
+          else sendRequest();
           break;
         }
         case "message": {
@@ -143,6 +155,10 @@ export async function* wsConnect(
           }
           if (value === null || typeof value !== "object") continue;
           if (value.type === "pong") continue;
+          if (value.type === "authenticated") {
+            sendRequest();
+            continue;
+          }
           if (value.type === "done") {
             if (progress.turnId === null || value.turn_id === progress.turnId) return;
             continue;
