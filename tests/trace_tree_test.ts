@@ -9,6 +9,8 @@ import { OtlpReceiver, type ReceivedSpan } from "./fakes/otlp_receiver.ts";
 import { spawnService } from "./helpers/process.ts";
 import { createCharacter, postJson } from "./helpers/server.ts";
 import { quietOutcome } from "./helpers/recording_llm.ts";
+import { openSse } from "./helpers/sse.ts";
+import { WsClient } from "./helpers/ws.ts";
 
 const STAGES = [
   "memory-sparks",
@@ -21,6 +23,13 @@ const STAGES = [
 ];
 const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN = "00f067aa0ba902b7";
+/**
+ * The SDK anchors each span's start on a millisecond wall clock and adds a
+ * monotonic duration, so ends of different spans can disagree by up to 1 ms.
+ */
+const CLOCK_SLACK_NS = 1_000_000n;
+const SSE_TRACE = "5bf92f3577b34da6a3ce929d0e0e4737";
+const WS_TRACE = "6bf92f3577b34da6a3ce929d0e0e4738";
 
 /** Assert the tree under one `turn` span and return it. */
 export function assertTurnTree(spans: ReceivedSpan[], transport: string): ReceivedSpan {
@@ -43,7 +52,7 @@ export function assertTurnTree(spans: ReceivedSpan[], transport: string): Receiv
     assert.equal(stage.attributes["dm.turn_id"], turn.attributes["dm.turn_id"]);
     assert.equal(stage.attributes["dm.character_id"], turn.attributes["dm.character_id"]);
     assert.ok(
-      BigInt(stage.endTimeUnixNano) <= BigInt(turn.endTimeUnixNano),
+      BigInt(stage.endTimeUnixNano) <= BigInt(turn.endTimeUnixNano) + CLOCK_SLACK_NS,
       "stages end within the turn",
     );
   }
@@ -74,7 +83,7 @@ export function assertTurnTree(spans: ReceivedSpan[], transport: string): Receiv
   return turn;
 }
 
-Deno.test("a turn over POST /turn is one trace: turn → 7 stages, LLM and store spans", async () => {
+Deno.test("a turn over POST /turn, SSE and WebSocket is one trace each: turn → 7 stages, LLM and store spans", async () => {
   const receiver = await OtlpReceiver.start();
   const fake = await FakeOpenAI.start();
   fake.script(() => ({
@@ -89,6 +98,8 @@ Deno.test("a turn over POST /turn is one trace: turn → 7 stages, LLM and store
     OPENAI_BASE_URL: fake.url,
     DM_LLM_MODEL: "gpt-test",
     DM_MEMORY_SPARK_PROB: "1",
+    DM_TURN_RATE_PER_SECOND: "100",
+    DM_TURN_BURST: "10",
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_BSP_SCHEDULE_DELAY: "50",
   });
@@ -101,13 +112,51 @@ Deno.test("a turn over POST /turn is one trace: turn → 7 stages, LLM and store
       traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`,
     });
     assert.equal(res.status, 200);
+
+    const sse = await openSse(`${service.url}/turn/stream`, {
+      body: { character_id: id, user_action: "I light a torch" },
+      headers: { traceparent: `00-${SSE_TRACE}-${CLIENT_SPAN}-01` },
+    });
+    assert.equal(sse.response.status, 200);
+    for (let frame = await sse.next(); frame && frame.data !== "[DONE]"; frame = await sse.next()) {
+      // Read the whole stream.
+    }
+
+    const ws = await WsClient.connect(service.url);
+    ws.send({
+      type: "turn",
+      character_id: id,
+      user_action: "I listen",
+      traceparent: `00-${WS_TRACE}-${CLIENT_SPAN}-01`,
+    });
+    const wsEvents = await ws.turn();
+    assert.equal(wsEvents.at(-1).type, "complete");
+    await ws.close();
+
     assert.equal((await service.stop()).code, 0, "clean exit flushes spans");
     const turn = assertTurnTree(receiver.spans, "http");
     assert.equal(turn.traceId, CLIENT_TRACE, "continues the client's trace");
     assert.equal(turn.parentSpanId, CLIENT_SPAN);
     assert.equal(turn.attributes["dm.character_id"], id);
-    const llmRequest = fake.requests.at(-1)!;
-    assert.match(llmRequest.headers["traceparent"] ?? "", new RegExp(`^00-${CLIENT_TRACE}-`));
+    for (const [transport, traceId] of [["sse", SSE_TRACE], ["websocket", WS_TRACE]]) {
+      const streamed = assertTurnTree(receiver.spans, transport);
+      assert.equal(streamed.traceId, traceId, `${transport} continues the client's trace`);
+      // The turn span lasts until the last event, not until response headers:
+      // it covers every stage (span start times are only millisecond-precise
+      // here, so allow 1 ms).
+      const stages = receiver.spans.filter((s) =>
+        s.parentSpanId === streamed.spanId && s.name.startsWith("stage ")
+      );
+      const lastStageEnd = stages.map((s) => BigInt(s.endTimeUnixNano)).reduce((
+        a,
+        b,
+      ) => (a > b ? a : b));
+      assert.ok(BigInt(streamed.endTimeUnixNano) + CLOCK_SLACK_NS >= lastStageEnd);
+    }
+    const sentTraces = fake.requests.map((r) => (r.headers["traceparent"] ?? "").split("-")[1]);
+    for (const trace of [CLIENT_TRACE, SSE_TRACE, WS_TRACE]) {
+      assert.ok(sentTraces.includes(trace), `the model request carries trace ${trace}`);
+    }
   } finally {
     await service.stop();
     await fake.close();
