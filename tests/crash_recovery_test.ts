@@ -47,6 +47,7 @@ Deno.test("kill -9 mid-turn leaves no partial writes; restart marks the turn fai
     assert.equal(record.status, 200);
     assert.equal(record.body.status, "failed");
     assert.equal(record.body.narrative, null);
+    assert.equal(record.body.error_type, "interrupted");
     const view = await getJson(`${again.url}/characters/${id}`);
     assert.equal(view.body.turn_count, 0);
     assert.equal(view.body.recent_turns.length, 1, "only the intro");

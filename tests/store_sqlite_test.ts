@@ -558,7 +558,7 @@ Deno.test("a turn interrupted by SIGKILL is failed on recovery and wrote nothing
 
       const record = await store.getTurn(turn_id);
       assert.equal(record?.status, "failed");
-      assert.equal(record?.error_type, "internal_error");
+      assert.equal(record?.error_type, "interrupted");
       assert.ok(record?.completed_at);
       assert.equal(record?.narrative, null);
 
@@ -570,7 +570,7 @@ Deno.test("a turn interrupted by SIGKILL is failed on recovery and wrote nothing
         turn_id,
         seq: 4,
         timestamp: "",
-        error_type: "internal_error",
+        error_type: "interrupted",
         message: INTERRUPTED_MESSAGE,
         recoverable: true,
       });
@@ -990,7 +990,7 @@ Deno.test("recoverInterrupted fails running turns and ends their logs with an er
     for (const [turn_id, lastSeq] of [[ta.turn_id, 4], [tb.turn_id, 2]] as const) {
       const record = await store.getTurn(turn_id);
       assert.equal(record?.status, "failed");
-      assert.equal(record?.error_type, "internal_error");
+      assert.equal(record?.error_type, "interrupted");
       const events = await store.getEvents(turn_id, 0);
       const last = events[events.length - 1];
       assert.equal(last.seq, lastSeq);

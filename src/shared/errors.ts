@@ -78,6 +78,11 @@ export const ERROR_CATALOGUE = {
     recoverable: false,
     message: "The journey log could not be reached.",
   },
+  interrupted: {
+    status: 503,
+    recoverable: true,
+    message: "The server stopped before this turn finished; nothing was written.",
+  },
   internal_error: { status: 500, recoverable: false, message: "An unexpected error occurred." },
 } as const satisfies Record<string, ErrorSpec>;
 

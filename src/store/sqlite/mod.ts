@@ -448,7 +448,7 @@ export class SqliteStore implements Store {
         );
         for (const turn of running) {
           db.run(
-            `UPDATE turns SET status = 'failed', error_type = 'internal_error', completed_at = ?
+            `UPDATE turns SET status = 'failed', error_type = 'interrupted', completed_at = ?
              WHERE turn_id = ?`,
             timestamp,
             turn.turn_id,
@@ -458,7 +458,7 @@ export class SqliteStore implements Store {
             turn_id: turn.turn_id,
             seq: turn.last_seq + 1,
             timestamp,
-            error_type: "internal_error",
+            error_type: "interrupted",
             message: INTERRUPTED_MESSAGE,
             // Nothing of the turn was written, so sending it again can succeed.
             recoverable: true,
