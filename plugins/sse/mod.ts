@@ -43,7 +43,9 @@ const SEQ = /^\d{1,15}$/;
  * with the last id it saw, which is the more recent position.
  */
 export function afterSeq(request: Request, url: URL): number {
-  const header = request.headers.get("last-event-id")?.trim() ?? "";
+  // Only HTTP whitespace (space, tab) surrounds a header value; String#trim
+  // would also strip Unicode spaces and accept e.g. "5\u00a0" as 5.
+  const header = request.headers.get("last-event-id")?.replace(/^[ \t]+|[ \t]+$/g, "") ?? "";
   const fromHeader = header !== "";
   const raw = fromHeader ? header : url.searchParams.get("after");
   if (raw === null || raw === "") return 0;
