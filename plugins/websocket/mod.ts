@@ -262,6 +262,10 @@ class Connection {
       this.#close(WS_CLOSE.messageTooBig, `Messages are limited to ${MAX_WS_MESSAGE_BYTES} bytes`);
       return;
     }
+    if (typeof data !== "string" && this.#user === null) {
+      this.#close(WS_CLOSE.unauthorized, "Authenticate with {type:auth, token} first");
+      return;
+    }
     if (typeof data !== "string") {
       this.#sendNow(
         requestError(new DmError("validation_error", "Send JSON messages as text frames."), null),
@@ -280,7 +284,8 @@ class Connection {
     }
     switch (parsed.kind) {
       case "auth":
-        // Auth is off (or already done): answer so clients can always send it.
+        // Auth is off (or already done: a socket's user never changes, so a
+        // second token is not verified): answer so clients can always send it.
         this.#sendNow({ type: "authenticated", user_id: this.#user });
         return;
       case "invalid":
