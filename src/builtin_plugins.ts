@@ -15,8 +15,9 @@ import poi from "../plugins/poi/mod.ts";
 import narrative from "../plugins/narrative/mod.ts";
 import sse from "../plugins/sse/mod.ts";
 import websocket from "../plugins/websocket/mod.ts";
+import web from "../plugins/web/mod.ts";
 
-/** Built-in plugins: the game subsystems, then the streaming transports. */
+/** Built-in plugins: the game subsystems, the streaming transports, then the game page. */
 export const BUILTIN_PLUGINS: readonly Plugin[] = [
   policy,
   memorySparks,
@@ -28,4 +29,5 @@ export const BUILTIN_PLUGINS: readonly Plugin[] = [
   narrative,
   sse,
   websocket,
+  web,
 ];
