@@ -1,7 +1,11 @@
 # dungeon-master service image.
 #
 #   docker build -t dungeon-master .
-#   docker run -p 8080:8080 -v dm-data:/app/data dungeon-master
+#   docker run -p 8080:8080 -v dm-data:/app/data \
+#     -e DM_AUTH=jwt -e DM_JWT_SECRET=... dungeon-master
+#
+# The image listens on 0.0.0.0, so the service refuses DM_AUTH=none unless
+# DM_ALLOW_INSECURE=true is set (fine for a local demo, never for the internet).
 #
 # Everything is fetched at build time against the frozen lockfile; at run time
 # the service reads only its cache (--cached-only) and runs as the image's
@@ -17,7 +21,11 @@ RUN deno install --frozen
 COPY . .
 # Source stays root-owned (the service cannot rewrite its own code); the
 # service owns only its caches and the data directory.
+# The game page's scripts are bundled from TypeScript at start-up with
+# Deno.bundle; bundling once here puts the bundler in the cache, since the
+# service runs --cached-only.
 RUN deno cache --frozen src/main.ts \
+  && deno bundle --platform browser src/client/mod.ts > /dev/null \
   && mkdir -p /app/data \
   && chown -R deno:deno /deno-dir /app/node_modules /app/data
 
