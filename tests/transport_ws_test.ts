@@ -374,10 +374,12 @@ Deno.test("under DM_AUTH=jwt a socket whose first message is not auth is closed:
     DM_JWT_SECRET: "a-test-secret-that-is-long-enough-for-hs256",
   });
   try {
-    for (const first of [
-      { type: "ping" },
-      { type: "turn", character_id: crypto.randomUUID(), user_action: "I sneak in" },
-    ]) {
+    for (
+      const first of [
+        { type: "ping" },
+        { type: "turn", character_id: crypto.randomUUID(), user_action: "I sneak in" },
+      ]
+    ) {
       const ws = await WsClient.connect(t.url);
       ws.send(first);
       assert.equal((await ws.closed).code, 4401, JSON.stringify(first));
