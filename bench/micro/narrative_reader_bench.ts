@@ -2,14 +2,14 @@
  * Throughput of the incremental narrative reader on a ~1 MB outcome fed in
  * ~20-character pieces, the shape of a real token stream.
  *
- * Run: `deno bench --allow-all bench/narrative_reader_bench.ts`. Each
+ * Run: `deno bench --allow-all bench/micro/narrative_reader_bench.ts`. Each
  * iteration reads the whole outcome once, so MB/s = outcome MB / (time per
  * iteration in s); the value is also printed once, measured outside the
  * bench harness.
  *
  * @module
  */
-import { NarrativeReader } from "../src/llm/narrative_reader.ts";
+import { NarrativeReader } from "../../src/llm/narrative_reader.ts";
 
 /** Prose with the escapes a model really writes: quotes, newlines, some \u escapes. */
 function buildOutcome(targetBytes: number): string {
