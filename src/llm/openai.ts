@@ -110,6 +110,44 @@ function retryAfter(headers: Headers | undefined): number | null {
   return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
 }
 
+/**
+ * Bytes asked for per read of a model response body. Deno reads a fetch body
+ * into a fresh 64 KiB buffer per read unless the reader brings its own, so a
+ * stream parked between deltas would hold 64 KiB and every small delta would
+ * allocate it again; SSE events are far smaller than this.
+ */
+export const MODEL_READ_BYTES = 8 * 1024;
+
+/**
+ * The same response, its body read through a BYOB reader with buffers of
+ * `size` bytes. Bodies that are not byte streams are returned unchanged.
+ */
+export function withSmallReads(response: Response, size = MODEL_READ_BYTES): Response {
+  const body = response.body;
+  if (body === null) return response;
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = body.getReader({ mode: "byob" });
+  } catch {
+    return response; // not a byte stream (an injected fetch in tests)
+  }
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await reader.read(new Uint8Array(size));
+      if (done) controller.close();
+      else if (value.byteLength > 0) controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(stream, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
 /** Pause that ends early, without leaving a timer behind, when `signal` aborts. */
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -246,13 +284,27 @@ export class OpenAiProvider implements LlmProvider {
       abort.abort();
     };
     request.signal.addEventListener("abort", onCancel, { once: true });
+    // One idle timer per attempt. Deltas only move `lastActivity`; when the
+    // timer fires early it re-arms for the time left, so a stream costs one
+    // timer per DM_LLM_TIMEOUT_MS instead of one per delta. While the consumer
+    // holds a delta (`paused`) the clock does not run.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
+    let lastActivity = performance.now();
+    let paused = false;
+    const check = () => {
+      const idle = paused ? 0 : performance.now() - lastActivity;
+      if (idle >= o.timeoutMs) {
+        timer = undefined;
         stopped ??= "timeout";
         abort.abort();
-      }, o.timeoutMs);
+        return;
+      }
+      timer = setTimeout(check, o.timeoutMs - idle);
+    };
+    const arm = () => {
+      lastActivity = performance.now();
+      paused = false;
+      timer ??= setTimeout(check, o.timeoutMs);
     };
     // Raised whenever our own abort ended the attempt, however the SDK surfaced it.
     const stoppedError = (): DmError | null => {
@@ -282,7 +334,7 @@ export class OpenAiProvider implements LlmProvider {
           state.delivered = true;
         }
         // The consumer's own pace must not count as model silence.
-        clearTimeout(timer);
+        paused = true;
         yield chunk;
         arm();
       }
@@ -307,7 +359,7 @@ export class OpenAiProvider implements LlmProvider {
       propagation.inject(spanContext, headers, {
         set: (carrier, key, value) => carrier.set(key, value),
       });
-      return base(input, { ...init, headers });
+      return base(input, { ...init, headers }).then((response) => withSmallReads(response));
     };
     return new OpenAI({
       apiKey: o.apiKey ?? "unused",
