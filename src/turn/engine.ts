@@ -79,6 +79,13 @@ export interface EngineDeps {
 const LIVE_RETENTION_MS = 60_000;
 /** How often token events are made durable during a stream. */
 const FLUSH_INTERVAL_MS = 250;
+/**
+ * Longest a flush writes before letting other work run. The SQLite store
+ * writes synchronously, and with a hundred turns streaming one flush would
+ * otherwise hold the event loop for 5–20 ms, delaying every first token and
+ * frame behind it.
+ */
+const FLUSH_SLICE_MS = 2;
 
 const CORE_INSTRUCTIONS =
   `You are the game master of a text adventure. Narrate vividly in second person, ` +
@@ -117,6 +124,8 @@ export class TurnEngine {
   #accepting = true;
   #running = new Set<Promise<void>>();
   #pendingEvents: TurnEvent[] = [];
+  /** Batches a flush has taken but not all written yet, by turn. */
+  readonly #flushing = new Set<Map<string, TurnEvent[]>>();
   #flushTimer: ReturnType<typeof setInterval> | null = null;
   #retention = new Set<ReturnType<typeof setTimeout>>();
   /** Tail of the submissions in flight per (user, idempotency key). */
@@ -479,14 +488,44 @@ export class TurnEngine {
     const batch = this.#pendingEvents;
     this.#pendingEvents = [];
     const byTurn = new Map<string, TurnEvent[]>();
-    for (const e of batch) byTurn.set(e.turn_id, [...(byTurn.get(e.turn_id) ?? []), e]);
-    for (const [turn_id, events] of byTurn) await this.#deps.store.appendEvents(turn_id, events);
+    for (const e of batch) {
+      const events = byTurn.get(e.turn_id);
+      if (events) events.push(e);
+      else byTurn.set(e.turn_id, [e]);
+    }
+    // While this flush yields, a turn may commit: #takePending hands it the
+    // events still waiting here, so its commit never leaves a gap.
+    this.#flushing.add(byTurn);
+    try {
+      let sliceStart = performance.now();
+      for (const [turn_id, events] of byTurn) {
+        await this.#deps.store.appendEvents(turn_id, events);
+        if (performance.now() - sliceStart >= FLUSH_SLICE_MS) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          sliceStart = performance.now();
+        }
+      }
+    } finally {
+      this.#flushing.delete(byTurn);
+    }
   }
 
   #takePending(turn_id: string): TurnEvent[] {
-    const mine = this.#pendingEvents.filter((e) => e.turn_id === turn_id);
-    if (mine.length > 0) {
+    // Older events first: those of a flush in progress, then the queued ones.
+    // A flush may be writing some of them right now; the store ignores
+    // events it already has.
+    const mine: TurnEvent[] = [];
+    for (const batch of this.#flushing) {
+      const events = batch.get(turn_id);
+      if (events) {
+        mine.push(...events);
+        batch.delete(turn_id);
+      }
+    }
+    const queued = this.#pendingEvents.filter((e) => e.turn_id === turn_id);
+    if (queued.length > 0) {
       this.#pendingEvents = this.#pendingEvents.filter((e) => e.turn_id !== turn_id);
+      mine.push(...queued);
     }
     return mine;
   }
