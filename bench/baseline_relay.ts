@@ -18,7 +18,9 @@
  * `DM_MAX_CONCURRENT_LLM`), `RELAY_REQUEST_FILE` (JSON
  * `{instructions, input, schema_name, schema}`: send the model this
  * request, the player's action appended to `input` — the benchmark passes
- * the request dungeon-master makes, so both ask the model the same). Listens
+ * the request dungeon-master makes, so both ask the model the same),
+ * `RELAY_NO_MODEL=true` (call no model: answer one token and hold the stream
+ * until the client leaves — what an open stream costs Deno itself). Listens
  * on 127.0.0.1 only and prints `{"msg":"listening","url":…}`.
  *
  * @module
@@ -36,6 +38,7 @@ interface RelaySettings {
   model: string;
   maxUpstream: number;
   request: ModelRequestShape | null;
+  noModel: boolean;
 }
 
 function settingsFromEnv(): RelaySettings {
@@ -49,6 +52,7 @@ function settingsFromEnv(): RelaySettings {
     model: Deno.env.get("RELAY_MODEL") ?? "gpt-5.1",
     maxUpstream: Number(Deno.env.get("RELAY_MAX_UPSTREAM") ?? "1000000"),
     request: requestFile ? JSON.parse(Deno.readTextFileSync(requestFile)) : null,
+    noModel: Deno.env.get("RELAY_NO_MODEL") === "true",
   };
 }
 
@@ -96,6 +100,11 @@ async function relay(
   signal: AbortSignal,
   send: (delta: string) => void,
 ): Promise<void> {
+  if (s.noModel) {
+    send("hold");
+    await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    return;
+  }
   if (!(await slots.acquire(signal))) return;
   try {
     const r = s.request;

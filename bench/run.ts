@@ -1,6 +1,6 @@
 /**
  * The end-to-end benchmark: `deno task bench` (full) or
- * `deno task bench --quick` (about a minute on 2 cores).
+ * `deno task bench --quick` (under a minute on 2 cores).
  *
  * Every part runs as its own process on 127.0.0.1:
  *
@@ -23,9 +23,9 @@
  *    open, per stream.
  *
  * Prints a markdown table and writes `bench/results/latest.json` (full mode)
- * or `bench/results/quick.json`. Flags: `--quick`, `--profile` (adds a
- * throughput run of dungeon-master under `--cpu-prof` and lists its top
- * functions), `--only=latency,throughput,streams`, `--out=<path>`,
+ * or `bench/results/quick.json`. Flags: `--quick`, `--profile` or
+ * `--profile=latency` (adds a throughput or latency run of dungeon-master
+ * under `--cpu-prof` and lists its top functions), `--only=latency,throughput,streams`, `--out=<path>`,
  * `--set=<phase>.<param>=<number>` (e.g. `--set=streams.count=2000`),
  * `--dm-root=<dir>` (run dungeon-master from another checkout, to compare
  * versions with the same harness).
@@ -94,7 +94,7 @@ export const QUICK: BenchParams = {
     warmupTurns: 1,
     wsShare: 0.5,
     modelTtftMs: 100,
-    deltaMs: 50,
+    deltaMs: 25,
     deltas: 10,
   },
   throughput: { players: 8, turns: 25, warmupTurns: 1, wsShare: 0.5, deltas: 30, repeats: 1 },
@@ -259,6 +259,7 @@ let relayRequestFile: string | null = null;
 async function startRelay(
   llmUrl: string,
   slots: number,
+  noModel = false,
 ): Promise<{ child: Child; url: string; logs: LogCounts }> {
   const child = spawnDeno("baseline-relay", [...DENO_RUN, "bench/baseline_relay.ts"], {
     cwd: ROOT,
@@ -268,6 +269,7 @@ async function startRelay(
       RELAY_PORT: "0",
       RELAY_MAX_UPSTREAM: String(slots),
       ...(relayRequestFile ? { RELAY_REQUEST_FILE: relayRequestFile } : {}),
+      ...(noModel ? { RELAY_NO_MODEL: "true" } : {}),
     },
   });
   const line = await child.waitForLine((l) => l.includes('"listening"'), 30_000);
@@ -389,29 +391,39 @@ function setParam(params: BenchParams, assignment: string): void {
 
 // ------------------------------------------------------------------ phases
 
-async function latencyPhase(p: BenchParams, sink: Sink) {
-  const otlpUrl = sink.url;
+type LatencyRun = "dm" | "dm_telemetry_off" | "baseline" | "dm_profile";
+
+async function latencyPhase(p: BenchParams, sink: Sink, profileDir?: string) {
   const l = p.latency;
   const fleet = await startFakeLlm(l.modelTtftMs, l.deltaMs, l.deltas);
-  const out: Record<Target, Json> = { dm: null, baseline: null };
+  const out: Record<LatencyRun, Json> = {
+    dm: null,
+    dm_telemetry_off: null,
+    baseline: null,
+    dm_profile: null,
+  };
+  const runs: LatencyRun[] = ["dm", "baseline", "dm_telemetry_off"];
+  if (profileDir) runs.push("dm_profile");
   const slots = Math.max(64, l.players * 2);
   try {
-    for (const target of ["dm", "baseline"] as const) {
-      log(`latency: ${target}, ${l.players} players × ${l.turns} turns`);
+    for (const run of runs) {
+      const target: Target = run === "baseline" ? "baseline" : "dm";
+      const telemetry = run === "dm" || run === "dm_profile";
+      log(`latency: ${run}, ${l.players} players × ${l.turns} turns`);
       const db = tempDb("latency");
       const characters = target === "dm" ? await seedCharacters(db, l.players) : [];
       const server = target === "dm"
         ? await startDm({
           llmUrl: fleet.llmUrl,
           sqlitePath: db,
-          otlpUrl,
-          telemetry: true,
+          otlpUrl: sink.url,
+          telemetry,
           llmSlots: slots,
+          cpuProfDir: run === "dm_profile" ? profileDir : undefined,
         })
         : await startRelay(fleet.llmUrl, slots);
-      let spanTimings: Json = null;
       try {
-        if (target === "dm") await sink.stats(); // start afresh
+        if (run === "dm") await sink.stats(); // start afresh
         const load0 = loadAvg();
         const result = await runLoad(
           loadConfig({
@@ -432,7 +444,7 @@ async function latencyPhase(p: BenchParams, sink: Sink) {
           300_000,
         );
         const mem = memoryKiB(server.child.pid);
-        out[target] = {
+        out[run] = {
           ...result,
           server_log: server.logs,
           peak_rss_mib: mib(mem?.hwm),
@@ -443,11 +455,10 @@ async function latencyPhase(p: BenchParams, sink: Sink) {
         await server.child.stop();
         removeDb(db);
       }
-      if (target === "dm") {
+      if (run === "dm") {
         // Stopping the service flushed its last spans; let the sink take them in.
         await new Promise((r) => setTimeout(r, 800));
-        spanTimings = await sink.stats();
-        out.dm.span_timings_ms = spanTimings;
+        out.dm.span_timings_ms = await sink.stats();
       }
     }
   } finally {
@@ -523,17 +534,22 @@ async function throughputPhase(p: BenchParams, otlpUrl: string, runs: Throughput
   return out;
 }
 
+type StreamsRun = "dm" | "baseline" | "deno_floor";
+
 async function streamsPhase(p: BenchParams, otlpUrl: string) {
   const s = p.streams;
   const fleet = await startFakeLlm(s.modelTtftMs, s.deltaMs, 4);
-  const out: Record<Target, Json> = { dm: null, baseline: null };
+  const out: Record<StreamsRun, Json> = { dm: null, baseline: null, deno_floor: null };
   // Each stream with a model call holds two sockets in the server (client and
   // model); the hard limit on open files caps how many can call the model at once.
   const limit = fileLimit().hard;
   const slots = Math.max(1, Math.min(s.count, limit - s.count - FD_HEADROOM));
   try {
-    for (const target of ["dm", "baseline"] as const) {
-      log(`streams: ${target}, ${s.count} streams (${slots} with a model call)`);
+    for (const run of ["dm", "baseline", "deno_floor"] as const) {
+      // The floor is the relay calling no model: what an open stream costs Deno itself.
+      const target: Target = run === "dm" ? "dm" : "baseline";
+      const runSlots = run === "deno_floor" ? s.count : slots;
+      log(`streams: ${run}, ${s.count} streams (${runSlots} with a model call)`);
       const db = tempDb("streams");
       const warmChars = 20;
       const characters = target === "dm" ? await seedCharacters(db, s.count + warmChars) : [];
@@ -548,7 +564,7 @@ async function streamsPhase(p: BenchParams, otlpUrl: string) {
           // the warm-up streams give their model slots back.
           disconnect: "cancel",
         })
-        : await startRelay(fleet.llmUrl, slots);
+        : await startRelay(fleet.llmUrl, slots, run === "deno_floor");
       const pid = server.child.pid;
       try {
         // Warm up with a few streams so code is compiled and pools exist,
@@ -581,7 +597,7 @@ async function streamsPhase(p: BenchParams, otlpUrl: string) {
           wsShare: s.wsShare,
           streams: s.count,
           connectConcurrency: s.connectConcurrency,
-          expectStreaming: slots,
+          expectStreaming: runSlots,
           rampTimeoutMs: s.rampTimeoutMs,
           holdTimeoutMs: s.rampTimeoutMs + 60_000,
         }));
@@ -606,10 +622,10 @@ async function streamsPhase(p: BenchParams, otlpUrl: string) {
         }
         const open = result.still_open_at_release as number;
         const perStreamKiB = before && during && open > 0 ? (during.rss - before.rss) / open : NaN;
-        out[target] = {
+        out[run] = {
           ...result,
           server_log: server.logs,
-          model_slots: slots,
+          model_slots: run === "deno_floor" ? 0 : slots,
           streaming_at_hold: holding.streaming,
           rss_before_mib: mib(before?.rss),
           rss_during_mib: mib(during?.rss),
@@ -627,6 +643,20 @@ async function streamsPhase(p: BenchParams, otlpUrl: string) {
     await fleet.llm.stop();
   }
   return out;
+}
+
+/** Summarise the CPU profile written to `dir`, keep a copy in bench/results, remove `dir`. */
+function collectProfile(dir: string, phase: string): Json {
+  const files = [...Deno.readDirSync(dir)].filter((f) => f.name.endsWith(".cpuprofile"));
+  let summary: Json = null;
+  if (files.length > 0) {
+    const path = `${dir}/${files[0].name}`;
+    summary = { phase, ...summarizeProfile(JSON.parse(Deno.readTextFileSync(path)), 25) };
+    summary.file = `bench/results/dm-${phase}.cpuprofile`;
+    Deno.copyFileSync(path, `${ROOT}${summary.file}`);
+  }
+  Deno.removeSync(dir, { recursive: true });
+  return summary;
 }
 
 // ---------------------------------------------------------------- reporting
@@ -671,7 +701,13 @@ function ratio(a: number, b: number): number {
 async function main(): Promise<number> {
   const args = Deno.args;
   const quick = args.includes("--quick");
-  const profile = args.includes("--profile");
+  // `--profile` profiles a throughput run; `--profile=latency` a latency run.
+  const profileArg = args.find((a) => a === "--profile" || a.startsWith("--profile="));
+  const profilePhase = profileArg === undefined
+    ? null
+    : profileArg.includes("=")
+    ? profileArg.slice(10)
+    : "throughput";
   const only = args.find((a) => a.startsWith("--only="))?.slice(7).split(",") ??
     ["latency", "throughput", "streams"];
   const outPath = args.find((a) => a.startsWith("--out="))?.slice(6) ??
@@ -692,12 +728,18 @@ async function main(): Promise<number> {
   const sinkHandle = await startSink();
   const { sink, url: otlpUrl } = sinkHandle;
 
-  let latency: Record<Target, Json> | null = null;
+  let latency: Record<LatencyRun, Json> | null = null;
   let throughput: Json[] = [];
-  let streams: Record<Target, Json> | null = null;
+  let streams: Record<StreamsRun, Json> | null = null;
   let profileTop: Json = null;
   try {
-    if (only.includes("latency")) latency = await latencyPhase(params, sinkHandle);
+    if (only.includes("latency")) {
+      const profileDir = profilePhase === "latency"
+        ? Deno.makeTempDirSync({ prefix: "dm-bench-prof-" })
+        : undefined;
+      latency = await latencyPhase(params, sinkHandle, profileDir);
+      if (profileDir) profileTop = collectProfile(profileDir, "latency");
+    }
     if (only.includes("throughput")) {
       const runs: ThroughputRun[] = [];
       for (let i = 0; i < params.throughput.repeats; i++) {
@@ -708,26 +750,12 @@ async function main(): Promise<number> {
         );
       }
       let profileDir: string | undefined;
-      if (profile) {
+      if (profilePhase === "throughput") {
         profileDir = Deno.makeTempDirSync({ prefix: "dm-bench-prof-" });
         runs.push({ target: "dm", telemetry: true, profileDir });
       }
       throughput = await throughputPhase(params, otlpUrl, runs);
-      if (profileDir) {
-        const files = [...Deno.readDirSync(profileDir)].filter((f) =>
-          f.name.endsWith(".cpuprofile")
-        );
-        if (files.length > 0) {
-          profileTop = summarizeProfile(
-            JSON.parse(Deno.readTextFileSync(`${profileDir}/${files[0].name}`)),
-            25,
-          );
-          const keep = `${ROOT}bench/results/dm-throughput.cpuprofile`;
-          Deno.copyFileSync(`${profileDir}/${files[0].name}`, keep);
-          profileTop.file = "bench/results/dm-throughput.cpuprofile";
-        }
-        Deno.removeSync(profileDir, { recursive: true });
-      }
+      if (profileDir) profileTop = collectProfile(profileDir, "throughput");
     }
     if (only.includes("streams")) streams = await streamsPhase(params, otlpUrl);
   } finally {
@@ -748,10 +776,19 @@ async function main(): Promise<number> {
   const server = (target: Target) => ({
     latency: latency?.[target] ?? null,
     throughput: target === "dm" ? tpDm ?? null : tpBase ?? null,
-    ...(target === "dm" ? { throughput_telemetry_off: tpDmOff ?? null } : {}),
+    ...(target === "dm"
+      ? {
+        latency_telemetry_off: latency?.dm_telemetry_off ?? null,
+        throughput_telemetry_off: tpDmOff ?? null,
+      }
+      : {}),
     streams: streams?.[target] ?? null,
   });
-  const servers = { dm: server("dm"), baseline: server("baseline") };
+  const servers = {
+    dm: server("dm"),
+    baseline: server("baseline"),
+    deno_floor: { streams: streams?.deno_floor ?? null },
+  };
 
   const telemetryCostPct = tpDm && tpDmOff
     ? round((1 - tpDm.turns_per_s / tpDmOff.turns_per_s) * 100, 1)
@@ -928,6 +965,14 @@ function markdown(r: any, p: BenchParams): string {
       2,
     );
   }
+  const off = dm.latency_telemetry_off?.added_ttft_ms;
+  rows.push([
+    "added TTFT p50 / p99 ms with telemetry off (OTEL_SDK_DISABLED)",
+    off ? `${fmt(off.p50, 2)} / ${fmt(off.p99, 2)}` : "–",
+    "",
+    "",
+    "",
+  ]);
   add(
     `turns/s, ${L.players} players, model ${L.modelTtftMs} ms + ${L.deltas}×${L.deltaMs} ms`,
     dm.latency?.turns_per_s,
@@ -957,6 +1002,13 @@ function markdown(r: any, p: BenchParams): string {
     r.ratios.streams_kib_per_stream,
     mark(t("RSS per open stream")),
   );
+  rows.push([
+    "RSS per open stream KiB, Deno alone (relay calling no model)",
+    fmt(r.servers.deno_floor?.streams?.kib_per_stream),
+    "",
+    "",
+    "",
+  ]);
   add(
     "RSS MiB before → while streams open",
     dm.streams?.rss_before_mib,
@@ -993,8 +1045,31 @@ function markdown(r: any, p: BenchParams): string {
   if (errors.length > 0) {
     lines.push("", "Errors: " + errors.map(([n, e]) => `${n} ${JSON.stringify(e)}`).join("; "));
   }
+  const spans = dm.latency?.span_timings_ms;
+  if (spans) {
+    const q = (x: Json) => `p50 ${fmt(x.p50, 2)}, p99 ${fmt(x.p99, 2)}`;
+    lines.push(
+      "",
+      `Where dungeon-master's TTFT goes (its own spans, ${L.players} concurrent turns): ` +
+        `turn start → model call ${q(spans.pre_model_ms)} ms; model call → first delta ` +
+        `${q(spans.model_first_token_ms)} ms (model TTFT ${L.modelTtftMs} ms); first delta → ` +
+        `first token event ${q(spans.emit_ms)} ms. Span clocks are anchored to Date.now, so ` +
+        "cross-span differences carry up to 1 ms of error.",
+    );
+  }
+  const noise = [dm.latency, base.latency, dm.throughput, base.throughput]
+    .map((x) => x?.other_load_cores)
+    .filter((x) => typeof x === "number");
+  if (noise.length > 0) {
+    lines.push(
+      "",
+      `Other work on the machine during the measured parts: up to ${
+        fmt(Math.max(...noise), 2)
+      } cores (from /proc/stat minus the benchmark's own processes).`,
+    );
+  }
   if (r.profile) {
-    lines.push("", `CPU profile (dungeon-master, throughput run) — top self time:`, "");
+    lines.push("", `CPU profile (dungeon-master, ${r.profile.phase} run) — top self time:`, "");
     lines.push("| self % | self ms | function | location |", "| --- | --- | --- | --- |");
     for (const e of r.profile.top.slice(0, 15)) {
       lines.push(`| ${fmt(e.self_pct)} | ${fmt(e.self_ms, 0)} | ${e.function} | ${e.location} |`);
