@@ -120,7 +120,7 @@ export const FULL: BenchParams = {
     deltaMs: 50,
     deltas: 30,
   },
-  throughput: { players: 32, turns: 40, warmupTurns: 2, wsShare: 0.5, deltas: 30, repeats: 3 },
+  throughput: { players: 32, turns: 40, warmupTurns: 2, wsShare: 0.5, deltas: 30, repeats: 5 },
   streams: {
     count: 10_000,
     wsShare: 0.5,
@@ -436,7 +436,11 @@ async function latencyPhase(p: BenchParams, sink: Sink, profileDir?: string) {
             modelUrl: fleet.llmUrl,
             // One turn's length: starts spread evenly, as independent players' would be.
             staggerMs: l.modelTtftMs + outcomeText(l.deltas).totalDeltas * l.deltaMs,
-            cpuPids: { server: server.child.pid, fake_llm: fleet.llm.pid },
+            cpuPids: {
+              server: server.child.pid,
+              fake_llm: fleet.llm.pid,
+              otlp_sink: sink.sink.pid,
+            },
             players: l.players,
             turns: l.turns,
             warmupTurns: l.warmupTurns,
@@ -473,7 +477,8 @@ interface ThroughputRun {
   profileDir?: string;
 }
 
-async function throughputPhase(p: BenchParams, otlpUrl: string, runs: ThroughputRun[]) {
+async function throughputPhase(p: BenchParams, sink: Sink, runs: ThroughputRun[]) {
+  const otlpUrl = sink.url;
   const t = p.throughput;
   const fleet = await startFakeLlm(0, 0, t.deltas);
   const out: Json[] = [];
@@ -506,7 +511,11 @@ async function throughputPhase(p: BenchParams, otlpUrl: string, runs: Throughput
             characters,
             wsShare: t.wsShare,
             modelTtftMs: 0,
-            cpuPids: { server: server.child.pid, fake_llm: fleet.llm.pid },
+            cpuPids: {
+              server: server.child.pid,
+              fake_llm: fleet.llm.pid,
+              otlp_sink: sink.sink.pid,
+            },
             players: t.players,
             turns: t.turns,
             warmupTurns: t.warmupTurns,
@@ -754,7 +763,7 @@ async function main(): Promise<number> {
         profileDir = Deno.makeTempDirSync({ prefix: "dm-bench-prof-" });
         runs.push({ target: "dm", telemetry: true, profileDir });
       }
-      throughput = await throughputPhase(params, otlpUrl, runs);
+      throughput = await throughputPhase(params, sinkHandle, runs);
       if (profileDir) profileTop = collectProfile(profileDir, "throughput");
     }
     if (only.includes("streams")) streams = await streamsPhase(params, otlpUrl);
@@ -928,12 +937,25 @@ function markdown(r: any, p: BenchParams): string {
   const T = p.throughput;
   const S = p.streams;
   add(
-    `turns/s, zero-delay model, ${T.players} players (${T.deltas} prose deltas/turn)`,
+    `turns/s, zero-delay model, ${T.players} players (${T.deltas} prose deltas/turn), ` +
+      `median of ${T.repeats}`,
     dm.throughput?.turns_per_s,
     base.throughput?.turns_per_s,
     r.ratios.throughput_turns_per_s,
     mark(t("throughput")),
   );
+  // The spread of the repeated runs, so noise is visible next to the medians.
+  const spread = (x: Json) => {
+    const v = (x?.runs ?? []).map((run: Json) => run.turns_per_s as number);
+    return v.length > 1 ? `${fmt(Math.min(...v))}–${fmt(Math.max(...v))}` : "–";
+  };
+  rows.push([
+    "turns/s range over the repeated runs",
+    spread(dm.throughput),
+    spread(base.throughput),
+    "",
+    "",
+  ]);
   add(
     "server CPU ms/turn (zero-delay model)",
     dm.throughput?.cpu_ms_per_turn?.server,
@@ -949,11 +971,23 @@ function markdown(r: any, p: BenchParams): string {
     r.ratios.throughput_peak_rss,
   );
   add(
-    "turns/s with telemetry off (OTEL_SDK_DISABLED)",
+    "turns/s with telemetry off (OTEL_SDK_DISABLED); ratio on/off",
     dm.throughput_telemetry_off?.turns_per_s,
     undefined,
     r.ratios.telemetry_on_vs_off_turns_per_s,
     mark(t("telemetry")),
+  );
+  rows[rows.length - 1][1] += ` (${spread(dm.throughput_telemetry_off)})`;
+  add(
+    "server CPU ms/turn with telemetry off; ratio on/off",
+    dm.throughput_telemetry_off?.cpu_ms_per_turn?.server,
+    undefined,
+    ratio(
+      dm.throughput?.cpu_ms_per_turn?.server,
+      dm.throughput_telemetry_off?.cpu_ms_per_turn?.server,
+    ),
+    "",
+    2,
   );
   for (const q of ["p50", "p95", "p99"] as const) {
     add(
