@@ -109,7 +109,8 @@ Deno.bench({
   name: "pipeline pass: submit → result, zero-delay model, spans recorded",
   group: "pipeline",
   baseline: true,
-  warmup: 50,
+  warmup: 200,
+  n: 2000,
   async fn() {
     await turn(recorded.app, recorded.characterId);
   },
@@ -118,7 +119,8 @@ Deno.bench({
 Deno.bench({
   name: "pipeline pass: submit → result, zero-delay model, no-op tracer",
   group: "pipeline",
-  warmup: 50,
+  warmup: 200,
+  n: 2000,
   async fn() {
     await turn(untraced.app, untraced.characterId);
   },
