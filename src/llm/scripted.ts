@@ -106,7 +106,9 @@ const meta = (mood: string, pacing: "slow" | "normal" | "fast") => ({
 
 /** Build the outcome object for a scene. Exported for tests. */
 export function scriptOutcome(scene: SceneFacts): Record<string, unknown> {
-  const seed = hash(scene.user_action + scene.character_name);
+  // The place is part of the seed so the same words lead somewhere new as the
+  // player travels.
+  const seed = hash(`${scene.user_action}|${scene.character_name}|${scene.location ?? ""}`);
   const place = pick(PLACES, seed);
   if (scene.intro) {
     const origin = pick(PLACES, hash(scene.character_name));
