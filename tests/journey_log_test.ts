@@ -4,15 +4,8 @@
  * model. Every test ends by asserting that no request broke the contract.
  */
 import assert from "node:assert/strict";
-import { AsyncLocalStorage } from "node:async_hooks";
-import {
-  type Context,
-  context,
-  type ContextManager,
-  propagation,
-  ROOT_CONTEXT,
-  SpanKind,
-} from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { context, propagation, SpanKind } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
   InMemorySpanExporter,
@@ -591,36 +584,8 @@ Deno.test("non-idempotent writes are not retried: a failed narrative append is r
 
 // ------------------------------------------------------ headers and tracing
 
-/** An AsyncLocalStorage context manager so active spans follow awaits in this test. */
-class AlsContextManager implements ContextManager {
-  #storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
-    ctx: Context,
-    fn: F,
-    thisArg?: ThisParameterType<F>,
-    ...args: A
-  ): ReturnType<F> {
-    return this.#storage.run(ctx, () => fn.call(thisArg, ...args));
-  }
-  bind<T>(ctx: Context, target: T): T {
-    if (typeof target !== "function") return target;
-    const run = (...args: unknown[]) =>
-      this.with(ctx, target as (...a: unknown[]) => unknown, undefined, ...args);
-    return run as T;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    return this;
-  }
-}
-
 Deno.test("every call sends X-User-Id and the W3C traceparent of its own CLIENT span", async () => {
-  context.setGlobalContextManager(new AlsContextManager());
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   const exporter = new InMemorySpanExporter();
   const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });

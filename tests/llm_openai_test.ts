@@ -4,18 +4,9 @@
  * timeouts, cancellation, the GenAI span and `traceparent` propagation.
  */
 import assert from "node:assert/strict";
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import OpenAI from "openai";
-import {
-  type Context,
-  context,
-  type ContextManager,
-  propagation,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from "@opentelemetry/api";
+import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
   InMemorySpanExporter,
@@ -50,41 +41,9 @@ const OUTCOME = JSON.stringify({
   intents: {},
 });
 
-/**
- * Minimal AsyncLocalStorage context manager, registered only by the tests
- * that need an active span to follow awaits (the SDK's own lives in a package
- * this project does not import directly).
- */
-class AlsContextManager implements ContextManager {
-  #storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
-    ctx: Context,
-    fn: F,
-    thisArg?: ThisParameterType<F>,
-    ...args: A
-  ): ReturnType<F> {
-    return this.#storage.run(ctx, () => fn.call(thisArg, ...args));
-  }
-  bind<T>(ctx: Context, target: T): T {
-    if (typeof target !== "function") return target;
-    const run = (...args: unknown[]) =>
-      this.with(ctx, target as (...a: unknown[]) => unknown, undefined, ...args);
-    return run as T;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    return this;
-  }
-}
-
 /** Run `fn` with a real context manager and W3C propagator registered globally. */
 async function withGlobalTracing<T>(fn: () => Promise<T>): Promise<T> {
-  context.setGlobalContextManager(new AlsContextManager());
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   try {
     return await fn();
