@@ -123,7 +123,8 @@ export class TurnEngine {
   #jsonSchema: Record<string, unknown> | null = null;
   #accepting = true;
   #running = new Set<Promise<void>>();
-  #pendingEvents: TurnEvent[] = [];
+  /** Token events not yet durable, by turn, so a commit takes its own in O(1). */
+  #pendingEvents = new Map<string, TurnEvent[]>();
   /** Batches a flush has taken but not all written yet, by turn. */
   readonly #flushing = new Set<Map<string, TurnEvent[]>>();
   #flushTimer: ReturnType<typeof setInterval> | null = null;
@@ -471,28 +472,24 @@ export class TurnEngine {
   }
 
   #queueForFlush(event: TurnEvent): void {
-    this.#pendingEvents.push(event);
+    const events = this.#pendingEvents.get(event.turn_id);
+    if (events) events.push(event);
+    else this.#pendingEvents.set(event.turn_id, [event]);
     this.#flushTimer ??= setInterval(() => {
       this.#flush().catch((e) => this.#deps.logger.warn("event_flush_failed", { error: e }));
     }, FLUSH_INTERVAL_MS);
   }
 
   async #flush(): Promise<void> {
-    if (this.#pendingEvents.length === 0) {
+    if (this.#pendingEvents.size === 0) {
       if (this.#running.size === 0 && this.#flushTimer) {
         clearInterval(this.#flushTimer);
         this.#flushTimer = null;
       }
       return;
     }
-    const batch = this.#pendingEvents;
-    this.#pendingEvents = [];
-    const byTurn = new Map<string, TurnEvent[]>();
-    for (const e of batch) {
-      const events = byTurn.get(e.turn_id);
-      if (events) events.push(e);
-      else byTurn.set(e.turn_id, [e]);
-    }
+    const byTurn = this.#pendingEvents;
+    this.#pendingEvents = new Map();
     // While this flush yields, a turn may commit: #takePending hands it the
     // events still waiting here, so its commit never leaves a gap.
     this.#flushing.add(byTurn);
@@ -522,9 +519,9 @@ export class TurnEngine {
         batch.delete(turn_id);
       }
     }
-    const queued = this.#pendingEvents.filter((e) => e.turn_id === turn_id);
-    if (queued.length > 0) {
-      this.#pendingEvents = this.#pendingEvents.filter((e) => e.turn_id !== turn_id);
+    const queued = this.#pendingEvents.get(turn_id);
+    if (queued) {
+      this.#pendingEvents.delete(turn_id);
       mine.push(...queued);
     }
     return mine;
